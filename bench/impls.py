@@ -1,0 +1,45 @@
+"""The implementations under test, loaded by name so child processes can load them too.
+
+ferrolock.lockutils and oslo_concurrency.lockutils share one API, so every row runs the same
+code against both; "threading" is the floor (bare threading.Lock) for the in-process rows.
+Imports are lazy: a run with --impls oslo must work before ferrolock is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FERROLOCK = "ferrolock"
+OSLO = "oslo"
+FLOOR = "threading"
+
+_LOCKUTILS = {FERROLOCK: "ferrolock.lockutils", OSLO: "oslo_concurrency.lockutils"}
+
+
+def lockutils(impl: str) -> ModuleType:
+    return importlib.import_module(_LOCKUTILS[impl])
+
+
+def registry_size(impl: str) -> int:
+    """Live named in-process locks: what a long-running service would accumulate."""
+    if impl == FERROLOCK:
+        return int(importlib.import_module("ferrolock").registry_size())
+    return len(lockutils(OSLO)._semaphores)
+
+
+def version(impl: str) -> str:
+    if impl == FERROLOCK:
+        return str(importlib.import_module("ferrolock").__version__)
+    from importlib.metadata import version as dist_version
+
+    return dist_version("oslo.concurrency")
+
+
+def import_error(impl: str) -> str | None:
+    """Why impl cannot be imported, or None if it can."""
+    try:
+        lockutils(impl)
+    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+        return f"{type(e).__name__}: {e}"
+    return None

@@ -1,0 +1,279 @@
+//! Inter-process locks on files, with oslo's semantics: the file is created (and its directory)
+//! on first use and never deleted on release.
+//!
+//! Each lock file has one entry per process: an in-process guard that threads take first, and a
+//! cached descriptor whose kernel lock (OFD on Linux) excludes other processes, including oslo
+//! processes holding a `lockf` lock on the same file. Caching the descriptor saves an open and a
+//! close per cycle; after each kernel acquire the path is checked to still name our file, so a
+//! lock file removed and re-created elsewhere is never locked on a stale inode.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex as StateMutex;
+
+use crate::mutex::Mutex;
+use crate::sys::{self, FileId};
+use crate::wait::{self, WaitTicket};
+use crate::{LockError, RawLock};
+
+/// Idle entries kept with their descriptor open; past this, idle ones are closed.
+const IDLE_FILES_KEPT: usize = 128;
+
+struct LockFile {
+    path: PathBuf,
+    guard: Mutex,
+    /// Only touched by the thread holding `guard`.
+    open: StateMutex<Option<(Arc<OwnedFd>, FileId)>>,
+}
+
+fn cache() -> &'static StateMutex<HashMap<PathBuf, Arc<LockFile>>> {
+    static FILES: OnceLock<StateMutex<HashMap<PathBuf, Arc<LockFile>>>> = OnceLock::new();
+    FILES.get_or_init(Default::default)
+}
+
+/// Lock files this process has entries for (in use or idle with an open descriptor).
+pub fn cached_files() -> usize {
+    cache().lock().len()
+}
+
+/// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
+pub struct FileLock {
+    file: Arc<LockFile>,
+}
+
+struct Ofd<'a>(&'a OwnedFd);
+
+impl RawLock for Ofd<'_> {
+    fn try_acquire(&self) -> Result<bool, LockError> {
+        sys::try_lock(self.0).map_err(|e| io_error(Path::new(""), "lock", e))
+    }
+    fn acquire_step(&self, step: Duration, _: &mut WaitTicket) -> Result<bool, LockError> {
+        sys::lock_wait(self.0, step).map_err(|e| io_error(Path::new(""), "lock", e))
+    }
+    fn release(&self) -> Result<(), LockError> {
+        sys::unlock(self.0).map_err(|e| io_error(Path::new(""), "unlock", e))
+    }
+}
+
+fn io_error(path: &Path, op: &'static str, source: io::Error) -> LockError {
+    LockError::Io { path: path.to_owned(), op, source }
+}
+
+fn with_path(err: LockError, path: &Path) -> LockError {
+    match err {
+        LockError::Io { op, source, .. } => io_error(path, op, source),
+        other => other,
+    }
+}
+
+/// Errors that mean the directory cannot hold lock files, named by the directory.
+fn open_error(path: &Path, source: io::Error) -> LockError {
+    let dir_problem = matches!(
+        source.raw_os_error(),
+        Some(libc::ENOTDIR | libc::EACCES | libc::EPERM | libc::EROFS | libc::ENOENT | libc::EEXIST)
+    );
+    if dir_problem {
+        let dir = path.parent().unwrap_or(path).to_owned();
+        LockError::LockPath { path: dir, source }
+    } else {
+        io_error(path, "open", source)
+    }
+}
+
+fn open_creating_dirs(path: &Path) -> Result<(Arc<OwnedFd>, FileId), LockError> {
+    let fd = match sys::open_lock_file(path) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| LockError::LockPath {
+                    path: dir.to_owned(),
+                    source: e,
+                })?;
+            }
+            sys::open_lock_file(path).map_err(|e| open_error(path, e))?
+        }
+        Err(e) => return Err(open_error(path, e)),
+    };
+    let id = sys::fd_identity(&fd).map_err(|e| io_error(path, "fstat", e))?;
+    Ok((Arc::new(fd), id))
+}
+
+impl FileLock {
+    pub fn new(path: &Path) -> FileLock {
+        let mut files = cache().lock();
+        if let Some(file) = files.get(path) {
+            return FileLock { file: Arc::clone(file) };
+        }
+        if files.len() >= IDLE_FILES_KEPT {
+            files.retain(|_, f| Arc::strong_count(f) > 1);
+        }
+        let file = Arc::new(LockFile {
+            path: path.to_owned(),
+            guard: Mutex::new(),
+            open: StateMutex::new(None),
+        });
+        files.insert(path.to_owned(), Arc::clone(&file));
+        FileLock { file }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Held by some thread of this process.
+    pub fn locked(&self) -> bool {
+        self.file.guard.locked()
+    }
+
+    /// Take the lock, waiting until `deadline` (`None`: forever); `Ok(false)` when it passed.
+    ///
+    /// # Errors
+    /// `LockPath` when the directory cannot hold the file, `Io` for other failures,
+    /// `Interrupted` when `interrupted` said so. Nothing is held after an error.
+    pub fn acquire(
+        &self,
+        deadline: Option<Instant>,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        if !wait::acquire(&self.file.guard, deadline, interrupted)? {
+            return Ok(false);
+        }
+        let outcome = self.lock_file(deadline, interrupted);
+        if !matches!(outcome, Ok(true)) {
+            // The guard was ours a moment ago; giving it back cannot fail.
+            let _ = self.file.guard.release();
+        }
+        outcome
+    }
+
+    fn lock_file(
+        &self,
+        deadline: Option<Instant>,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        let path = &self.file.path;
+        loop {
+            let (fd, id) = {
+                let mut open = self.file.open.lock();
+                match &*open {
+                    Some((fd, id)) => (Arc::clone(fd), *id),
+                    None => {
+                        let (fd, id) = open_creating_dirs(path)?;
+                        *open = Some((Arc::clone(&fd), id));
+                        (fd, id)
+                    }
+                }
+            };
+            let ofd = Ofd(&fd);
+            if !wait::acquire(&ofd, deadline, interrupted).map_err(|e| with_path(e, path))? {
+                return Ok(false);
+            }
+            match sys::path_identity(path) {
+                Ok(Some(now)) if now == id => return Ok(true),
+                Ok(_) => {
+                    // Removed or replaced while we waited: lock whatever the path names now.
+                    let _ = sys::unlock(&fd);
+                    *self.file.open.lock() = None;
+                }
+                Err(e) => {
+                    let _ = sys::unlock(&fd);
+                    return Err(io_error(path, "stat", e));
+                }
+            }
+        }
+    }
+
+    /// # Errors
+    /// `NotHeld` when no thread of this process holds it; `Io` when the kernel refused.
+    pub fn release(&self) -> Result<(), LockError> {
+        if !self.file.guard.locked() {
+            return Err(LockError::NotHeld);
+        }
+        let fd = self.file.open.lock().as_ref().map(|(fd, _)| Arc::clone(fd));
+        let unlocked = match fd {
+            Some(fd) => sys::unlock(&fd).map_err(|e| io_error(&self.file.path, "unlock", e)),
+            None => Ok(()),
+        };
+        self.file.guard.release()?;
+        unlocked
+    }
+
+    /// Delete the lock file if nobody holds it, holding it ourselves while we do, so that no
+    /// process can be inside the lock on the old file while another locks a new one.
+    /// `Ok(false)` when it was busy (left in place) .
+    ///
+    /// # Errors
+    /// As `acquire` and `release`; `Io` when unlinking failed.
+    pub fn remove_if_unused(&self) -> Result<bool, LockError> {
+        let never = &mut || false;
+        if !self.acquire(Some(Instant::now()), never)? {
+            return Ok(false);
+        }
+        let removed = match std::fs::remove_file(&self.file.path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(io_error(&self.file.path, "remove", e)),
+        };
+        // Our descriptor names the deleted inode now: close it while still holding the guard,
+        // so the next acquire opens the new file.
+        let fd = self.file.open.lock().take();
+        if let Some((fd, _)) = fd {
+            let _ = sys::unlock(&fd);
+        }
+        self.file.guard.release()?;
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_directories_and_excludes_within_the_process() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a/b/lock");
+        let (one, two) = (FileLock::new(&path), FileLock::new(&path));
+        let now = || Some(Instant::now());
+        assert!(one.acquire(None, &mut || false).unwrap_or(false));
+        assert!(path.exists());
+        assert!(!two.acquire(now(), &mut || false).unwrap_or(true));
+        assert!(one.release().is_ok());
+        assert!(two.acquire(now(), &mut || false).unwrap_or(false));
+        assert!(matches!(one.release(), Ok(())));
+        assert!(matches!(two.release(), Err(LockError::NotHeld)));
+    }
+
+    #[test]
+    fn a_file_as_lock_path_is_named_in_the_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"").expect("write");
+        let lock = FileLock::new(&file.join("x"));
+        match lock.acquire(None, &mut || false) {
+            Err(LockError::LockPath { path, .. }) => assert_eq!(path, file),
+            other => panic!("expected a LockPath error, got {:?}", other.map_err(|e| e.to_string())),
+        }
+        assert!(!lock.locked());
+    }
+
+    #[test]
+    fn removal_is_refused_while_held_and_relocks_the_new_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gone");
+        let lock = FileLock::new(&path);
+        assert!(lock.acquire(None, &mut || false).unwrap_or(false));
+        assert!(!lock.remove_if_unused().unwrap_or(true));
+        assert!(lock.release().is_ok());
+        assert!(lock.remove_if_unused().unwrap_or(false));
+        assert!(!path.exists());
+        assert!(lock.acquire(None, &mut || false).unwrap_or(false));
+        assert!(path.exists());
+        assert!(lock.release().is_ok());
+    }
+}

@@ -1,0 +1,20 @@
+//! ferrolock: the lock core behind the `ferrolock` Python package.
+//!
+//! The core (every module but `python`) has no Python in it: it is plain Rust, tested by
+//! `cargo test`. `python` is the one PyO3 binding layer, built only with the `python` feature.
+
+pub mod error;
+pub mod file_lock;
+pub mod lock_path;
+pub mod mutex;
+pub mod registry;
+pub mod rwlock;
+pub mod semaphore;
+mod sys;
+pub mod wait;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::LockError;
+pub use wait::{acquire, RawLock};

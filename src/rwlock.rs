@@ -1,0 +1,219 @@
+//! A fair reader-writer lock with the re-entrancy rules of fasteners' `ReaderWriterLock` (which
+//! oslo's `fair=True` locks are): owners are ids the caller supplies (a thread or greenthread id),
+//! a writer may take read or write again, a reader may take read again, a reader may not upgrade.
+//! Waiters are served in arrival order; consecutive readers at the head of the queue enter together.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::LockError;
+
+pub type OwnerId = u64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+#[derive(Default)]
+pub struct RwLock {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    readers: HashMap<OwnerId, usize>,
+    writer: Option<(OwnerId, usize)>,
+    queue: VecDeque<(u64, Access)>,
+    next_ticket: u64,
+}
+
+impl State {
+    /// Re-entrant grants that skip the queue. `None` when the owner holds nothing relevant.
+    fn reenter(&mut self, owner: OwnerId, access: Access) -> Option<Result<(), LockError>> {
+        if let Some((w, depth)) = self.writer.as_mut() {
+            if *w == owner {
+                match access {
+                    Access::Write => *depth += 1,
+                    Access::Read => *self.readers.entry(owner).or_insert(0) += 1,
+                }
+                return Some(Ok(()));
+            }
+        }
+        if let Some(depth) = self.readers.get_mut(&owner) {
+            return Some(match access {
+                Access::Read => {
+                    *depth += 1;
+                    Ok(())
+                }
+                Access::Write => Err(LockError::Misuse(
+                    "reader to writer privilege escalation is not allowed",
+                )),
+            });
+        }
+        None
+    }
+
+    fn admissible(&self, ticket: u64, access: Access) -> bool {
+        match access {
+            Access::Write => {
+                self.writer.is_none()
+                    && self.readers.is_empty()
+                    && self.queue.front().map(|(t, _)| *t) == Some(ticket)
+            }
+            // A reader enters when every waiter ahead of it is a reader too.
+            Access::Read => {
+                self.writer.is_none()
+                    && self
+                        .queue
+                        .iter()
+                        .take_while(|(t, _)| *t != ticket)
+                        .all(|(_, a)| *a == Access::Read)
+            }
+        }
+    }
+
+    fn grant(&mut self, owner: OwnerId, access: Access) {
+        match access {
+            Access::Write => self.writer = Some((owner, 1)),
+            Access::Read => *self.readers.entry(owner).or_insert(0) += 1,
+        }
+    }
+}
+
+impl RwLock {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Take `access` for `owner`, waiting until `deadline` (`None`: forever) in steps that end
+    /// every `DEFAULT_STEP` to ask `interrupted`. `Ok(false)` when the deadline passed.
+    ///
+    /// # Errors
+    /// `Misuse` for a reader asking to write; `Interrupted` when `interrupted` said so.
+    pub fn acquire(
+        &self,
+        owner: OwnerId,
+        access: Access,
+        deadline: Option<Instant>,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        let mut state = self.state.lock();
+        if let Some(done) = state.reenter(owner, access) {
+            return done.map(|()| true);
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.queue.push_back((ticket, access));
+        let outcome = loop {
+            if state.admissible(ticket, access) {
+                state.grant(owner, access);
+                break Ok(true);
+            }
+            let step_end = Instant::now() + crate::wait::DEFAULT_STEP;
+            let until = deadline.map_or(step_end, |d| d.min(step_end));
+            let timed_out = self.changed.wait_until(&mut state, until).timed_out();
+            if timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+                break Ok(false);
+            }
+            if timed_out {
+                let stop = parking_lot::MutexGuard::unlocked(&mut state, || interrupted());
+                if stop {
+                    break Err(LockError::Interrupted);
+                }
+            }
+        };
+        state.queue.retain(|(t, _)| *t != ticket);
+        drop(state);
+        // Leaving the queue (granted or not) may let the next waiters in.
+        self.changed.notify_all();
+        outcome
+    }
+
+    /// # Errors
+    /// `NotHeld` when `owner` does not hold `access`.
+    pub fn release(&self, owner: OwnerId, access: Access) -> Result<(), LockError> {
+        let mut state = self.state.lock();
+        match access {
+            Access::Write => match state.writer.as_mut() {
+                Some((w, depth)) if *w == owner => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        state.writer = None;
+                    }
+                }
+                _ => return Err(LockError::NotHeld),
+            },
+            Access::Read => match state.readers.get_mut(&owner) {
+                Some(depth) => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        state.readers.remove(&owner);
+                    }
+                }
+                None => return Err(LockError::NotHeld),
+            },
+        }
+        drop(state);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    pub fn is_writer(&self, owner: OwnerId) -> bool {
+        self.state.lock().writer.is_some_and(|(w, _)| w == owner)
+    }
+
+    pub fn is_reader(&self, owner: OwnerId) -> bool {
+        self.state.lock().readers.contains_key(&owner)
+    }
+
+    /// True while nobody holds or waits: the registry may drop it.
+    pub fn idle(&self) -> bool {
+        let s = self.state.lock();
+        s.writer.is_none() && s.readers.is_empty() && s.queue.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn soon() -> Option<Instant> {
+        Some(Instant::now() + Duration::from_millis(20))
+    }
+
+    #[test]
+    fn readers_share_and_writers_exclude() {
+        let l = RwLock::new();
+        let no = &mut || false;
+        assert!(l.acquire(1, Access::Read, None, no).unwrap_or(false));
+        assert!(l.acquire(2, Access::Read, None, no).unwrap_or(false));
+        assert!(!l.acquire(3, Access::Write, soon(), no).unwrap_or(true));
+        assert!(l.release(1, Access::Read).is_ok() && l.release(2, Access::Read).is_ok());
+        assert!(l.acquire(3, Access::Write, soon(), no).unwrap_or(false));
+        assert!(!l.acquire(1, Access::Read, soon(), no).unwrap_or(true));
+        // The writer re-enters for both kinds.
+        assert!(l.acquire(3, Access::Read, None, no).unwrap_or(false));
+        assert!(l.acquire(3, Access::Write, None, no).unwrap_or(false));
+        assert!(l.release(3, Access::Write).is_ok() && l.release(3, Access::Read).is_ok());
+        assert!(l.is_writer(3));
+        assert!(l.release(3, Access::Write).is_ok());
+        assert!(l.idle());
+    }
+
+    #[test]
+    fn reader_cannot_upgrade() {
+        let l = RwLock::new();
+        assert!(l.acquire(1, Access::Read, None, &mut || false).unwrap_or(false));
+        assert!(matches!(
+            l.acquire(1, Access::Write, None, &mut || false),
+            Err(LockError::Misuse(_))
+        ));
+        assert!(matches!(l.release(2, Access::Read), Err(LockError::NotHeld)));
+    }
+}

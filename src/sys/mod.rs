@@ -1,0 +1,137 @@
+//! The system calls behind file locks. Linux uses open-file-description locks, which conflict
+//! with the classic POSIX locks `fcntl.lockf` takes (oslo/fasteners) and belong to our open file,
+//! not to the process; other Unixes get classic POSIX locks, which the caller guards per process.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::Duration;
+
+#[cfg(target_os = "linux")]
+mod wake_timer;
+
+#[cfg(target_os = "linux")]
+const SET_LOCK: libc::c_int = libc::F_OFD_SETLK;
+#[cfg(target_os = "linux")]
+const SET_LOCK_WAIT: libc::c_int = libc::F_OFD_SETLKW;
+#[cfg(not(target_os = "linux"))]
+const SET_LOCK: libc::c_int = libc::F_SETLK;
+
+/// Which file a descriptor or path is, to notice a lock file replaced behind our back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
+}
+
+/// Opens (creating if needed) a lock file for writing, as `lockf` needs, and close-on-exec so a
+/// child we spawn cannot keep our lock alive.
+pub fn open_lock_file(path: &Path) -> io::Result<OwnedFd> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is a valid NUL-terminated path; the mode is passed as the variadic int.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY,
+            0o666 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn id_of(st: &libc::stat) -> FileId {
+    #[allow(clippy::unnecessary_cast)]
+    FileId { dev: st.st_dev as u64, ino: st.st_ino as u64 }
+}
+
+pub fn fd_identity(fd: &OwnedFd) -> io::Result<FileId> {
+    // SAFETY: zeroed `stat` is a valid out-buffer for fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open for the duration of the call; `st` is a valid pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(id_of(&st))
+}
+
+/// `None` when the path does not exist (the file was removed).
+pub fn path_identity(path: &Path) -> io::Result<Option<FileId>> {
+    let c = c_path(path)?;
+    // SAFETY: zeroed `stat` is a valid out-buffer for stat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `st` a valid pointer.
+    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+        let err = io::Error::last_os_error();
+        return if err.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(err) };
+    }
+    Ok(Some(id_of(&st)))
+}
+
+fn whole_file(kind: libc::c_int) -> libc::flock {
+    // SAFETY: all-zero is a valid `flock` (offset 0, length 0 = to EOF, pid 0 as OFD requires).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl
+}
+
+fn set_lock(fd: &OwnedFd, cmd: libc::c_int, kind: libc::c_int) -> io::Result<()> {
+    let fl = whole_file(kind);
+    // SAFETY: `fd` is open and `fl` is a valid flock for the duration of the call.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn is_busy(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
+}
+
+/// One attempt at an exclusive lock on the whole file. `Ok(false)` when someone else holds it.
+pub fn try_lock(fd: &OwnedFd) -> io::Result<bool> {
+    match set_lock(fd, SET_LOCK, libc::F_WRLCK) {
+        Ok(()) => Ok(true),
+        Err(e) if is_busy(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Blocks in the kernel for at most about `step`; the kernel wakes us the moment the holder
+/// lets go. `Ok(false)` when the step ended first (or a signal arrived: the caller checks).
+pub fn lock_wait(fd: &OwnedFd, step: Duration) -> io::Result<bool> {
+    #[cfg(target_os = "linux")]
+    {
+        if let Some(timer) = wake_timer::WakeTimer::arm(step)? {
+            let outcome = match set_lock(fd, SET_LOCK_WAIT, libc::F_WRLCK) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+                Err(e) => Err(e),
+            };
+            drop(timer);
+            return outcome;
+        }
+    }
+    // No wake-up signal could be had: try, then sleep a short while.
+    if try_lock(fd)? {
+        return Ok(true);
+    }
+    std::thread::sleep(step.min(Duration::from_millis(2)));
+    try_lock(fd)
+}
+
+pub fn unlock(fd: &OwnedFd) -> io::Result<()> {
+    set_lock(fd, SET_LOCK, libc::F_UNLCK)
+}

@@ -1,0 +1,137 @@
+"""Interoperability with the real oslo.concurrency and fasteners.
+
+A lock held in another process by one implementation must block the other on
+the same name/lock_path (or the same file), in both directions.
+"""
+
+from __future__ import annotations
+
+import time
+
+import fasteners
+import pytest
+from oslo_concurrency import lockutils as oslo_lockutils
+
+import ferrolock
+from ferrolock import lockutils as ferro_lockutils
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _assert_ferro_blocked(name, lock_dir, prefix=None):
+    with pytest.raises(ferrolock.AcquireLockFailedException):
+        with ferrolock.lock(name, lock_file_prefix=prefix, external=True,
+                            lock_path=str(lock_dir), blocking=False):
+            pytest.fail("ferrolock got a lock that another process holds")
+    with pytest.raises(ferro_lockutils.AcquireLockFailedException):
+        with ferro_lockutils.lock(name, lock_file_prefix=prefix, external=True,
+                                  lock_path=str(lock_dir), blocking=False):
+            pytest.fail("ferrolock.lockutils got a lock that another process holds")
+    t0 = time.monotonic()
+    with pytest.raises(ferrolock.LockTimeout):
+        with ferrolock.lock(name, lock_file_prefix=prefix, external=True,
+                            lock_path=str(lock_dir), timeout=0.3):
+            pytest.fail("ferrolock got a lock that another process holds")
+    elapsed = time.monotonic() - t0
+    assert 0.3 <= elapsed < 1.3
+
+
+@pytest.mark.parametrize("prefix", [None, "nova"])
+def test_oslo_holder_blocks_ferrolock(holder, lock_dir, prefix):
+    h = holder("oslo-lock", ("shared-name", lock_dir), prefix=prefix)
+    _assert_ferro_blocked("shared-name", lock_dir, prefix)
+    h.release()
+    h.expect("RELEASED")
+    assert h.wait() == 0
+    # and once oslo lets go, ferrolock gets it at once
+    with ferrolock.lock("shared-name", lock_file_prefix=prefix, external=True,
+                        lock_path=str(lock_dir), blocking=False):
+        pass
+
+
+@pytest.mark.parametrize("kind", ["ferro-lock", "ferro-lockutils"])
+@pytest.mark.parametrize("prefix", [None, "nova-"])
+def test_ferrolock_holder_blocks_oslo(holder, lock_dir, kind, prefix):
+    h = holder(kind, ("shared-name", lock_dir), prefix=prefix)
+    with pytest.raises(oslo_lockutils.AcquireLockFailedException):
+        with oslo_lockutils.lock("shared-name", lock_file_prefix=prefix, external=True,
+                                 lock_path=str(lock_dir), blocking=False):
+            pytest.fail("oslo got a lock that a ferrolock process holds")
+    # fasteners' own timeout-based acquire on the very same file also fails
+    path = oslo_lockutils._get_lock_path("shared-name", prefix, str(lock_dir))
+    ipl = fasteners.InterProcessLock(path)
+    t0 = time.monotonic()
+    assert ipl.acquire(timeout=0.3) is False
+    assert time.monotonic() - t0 >= 0.3
+    h.release()
+    h.expect("RELEASED")
+    assert h.wait() == 0
+    with oslo_lockutils.lock("shared-name", lock_file_prefix=prefix, external=True,
+                             lock_path=str(lock_dir), blocking=False):
+        pass
+
+
+def test_ferrolock_waiter_gets_lock_when_oslo_holder_releases(holder, lock_dir):
+    h = holder("oslo-lock", ("handoff", lock_dir))
+    t0 = time.monotonic()
+    releaser_delay = 0.5
+    import threading
+
+    threading.Timer(releaser_delay, h.release).start()
+    with ferrolock.lock("handoff", external=True, lock_path=str(lock_dir), timeout=10):
+        waited = time.monotonic() - t0
+    assert waited >= releaser_delay * 0.9
+    assert waited < releaser_delay + 2.0
+    assert h.wait() == 0
+
+
+def test_filelock_vs_fasteners_holder(holder, tmp_path):
+    path = tmp_path / "sub" / "file.lock"
+    path.parent.mkdir()
+    h = holder("fasteners", path)
+    fl = ferrolock.FileLock(str(path))
+    assert fl.acquire(blocking=False) is False
+    t0 = time.monotonic()
+    assert fl.acquire(timeout=0.3) is False
+    assert 0.3 <= time.monotonic() - t0 < 1.3
+    h.release()
+    assert h.wait() == 0
+    assert fl.acquire(blocking=False) is True
+    fl.release()
+
+
+def test_fasteners_vs_filelock_holder(holder, tmp_path):
+    path = tmp_path / "file.lock"
+    h = holder("ferro-filelock", path)
+    ipl = fasteners.InterProcessLock(str(path))
+    assert ipl.acquire(blocking=False) is False
+    h.release()
+    assert h.wait() == 0
+    assert ipl.acquire(blocking=False) is True
+    ipl.release()
+
+
+def test_filelock_vs_raw_lockf_holder(holder, tmp_path):
+    path = tmp_path / "file.lock"
+    h = holder("lockf", path)
+    fl = ferrolock.FileLock(str(path))
+    assert fl.acquire(blocking=False) is False
+    h.release()
+    assert h.wait() == 0
+    with fl:
+        pass
+
+
+def test_lock_file_is_the_one_oslo_uses(lock_dir):
+    """Same inputs -> same file as oslo's _get_lock_path, so the locks meet."""
+    for name, prefix in [("plain", None), ("a/b", None), ("x", "nova"), ("x", "nova-"),
+                         ("spaces in name", "p"), ("ünïcode", None)]:
+        with ferrolock.lock(name, lock_file_prefix=prefix, external=True,
+                            lock_path=str(lock_dir)):
+            pass
+        expected = oslo_lockutils._get_lock_path(name, prefix, str(lock_dir))
+        assert ferrolock.lock_file_path(name, prefix, str(lock_dir)) == expected
+        import os
+
+        assert os.path.isfile(expected)
+    assert len(list(lock_dir.iterdir())) == 6

@@ -1,0 +1,253 @@
+"""Ctrl-C while waiting, and waits with timeout=.
+
+The waiting child is started with subprocess from Python (a shell `cmd &` would
+start it with SIGINT ignored).  After SIGINT it must raise KeyboardInterrupt
+promptly and hold nothing afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import signal
+import threading
+import time
+
+import pytest
+
+import ferrolock
+from ferrolock import lockutils as ferro_lockutils
+
+from conftest import fd_lock_lines
+
+PROMPT = 1.5  # seconds between SIGINT and KeyboardInterrupt
+
+
+def _interrupt(child) -> dict:
+    child.expect("WAITING", timeout=20)
+    time.sleep(0.5)  # let it get into the blocking wait
+    assert not any(l.startswith("ACQUIRED") for l in child.seen), child.seen
+    t_sig = time.monotonic()
+    child.signal(signal.SIGINT)
+    line = child.expect("KI", timeout=10)
+    t_ki = float(line.split()[1])
+    assert t_ki - t_sig < PROMPT, f"KeyboardInterrupt {t_ki - t_sig:.3f}s after SIGINT"
+    report = json.loads(child.expect("REPORT", timeout=15)[len("REPORT "):])
+    return report
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["ext-lock", "ext-lock-timeout", "ext-lockutils"])
+@pytest.mark.parametrize("holder_kind", ["ferro-lock", "oslo-lock"])
+def test_ctrl_c_while_waiting_for_external_lock(holder, spawn, lock_dir, kind, holder_kind):
+    h = holder(holder_kind, ("intr", lock_dir))
+    c = spawn("interrupt_child.py", "--kind", kind, "--name", "intr", "--lock-path", lock_dir)
+    report = _interrupt(c)
+    assert report["fd_locks"] == [], f"child still holds file locks: {report}"
+    assert report["registry_size"] == 0, report
+    # The holder lets go; with the interrupted child still alive, another
+    # process (this one) must get the lock immediately.
+    h.release()
+    assert h.wait() == 0
+    assert c.proc.poll() is None
+    with ferrolock.lock("intr", external=True, lock_path=str(lock_dir), blocking=False):
+        assert fd_lock_lines(c.pid) == []
+    c.release()
+    c.expect("EXIT")
+    assert c.wait() == 0
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_waiting_for_filelock(holder, spawn, tmp_path):
+    path = tmp_path / "f.lock"
+    h = holder("ferro-filelock", path)
+    c = spawn("interrupt_child.py", "--kind", "filelock", "--path", path)
+    report = _interrupt(c)
+    assert report["fd_locks"] == [], report
+    h.release()
+    assert h.wait() == 0
+    fl = ferrolock.FileLock(str(path))
+    assert fl.acquire(blocking=False) is True
+    fl.release()
+    c.release()
+    assert c.wait() == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["internal", "internal-lockutils", "internal-fair",
+                                  "internal-lock-obj", "internal-lock-obj-timeout",
+                                  "semaphore", "synchronized", "filelock-thread"])
+def test_ctrl_c_while_waiting_for_lock_held_by_a_thread(spawn, tmp_path, kind):
+    c = spawn("interrupt_child.py", "--kind", kind, "--path", tmp_path / "t.lock")
+    report = _interrupt(c)
+    assert report["holder_joined"] is True, report
+    assert report["reacquired"] is True, report
+    assert report["fd_locks_after"] == [], report
+    assert report["registry_size"] == 0, report
+    c.release()
+    assert c.wait() == 0
+
+
+# ---------------------------------------------------------------- timeouts
+
+
+def _busy_internal(name):
+    """Hold internal lock `name` in a thread; returns the release callable."""
+    held = threading.Event()
+    done = threading.Event()
+
+    def run():
+        with ferrolock.lock(name):
+            held.set()
+            done.wait(30)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert held.wait(5)
+
+    def release():
+        done.set()
+        t.join(5)
+
+    return release
+
+
+def _bounds(t0, timeout):
+    elapsed = time.monotonic() - t0
+    assert elapsed >= timeout, f"gave up after {elapsed:.3f}s < timeout {timeout}"
+    assert elapsed < timeout + 1.0, f"gave up after {elapsed:.3f}s, timeout was {timeout}"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("timeout", [0.2, 0.7])
+def test_acquire_timeout_returns_false(timeout, tmp_path):
+    lk = ferrolock.InternalLock("to-obj")
+    assert lk.acquire() is True
+    try:
+        result = {}
+
+        def other():
+            t0 = time.monotonic()
+            result["r"] = ferrolock.InternalLock("to-obj").acquire(timeout=timeout)
+            result["t0"] = t0
+            result["t1"] = time.monotonic()
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(10)
+        assert result["r"] is False
+        assert timeout <= result["t1"] - result["t0"] < timeout + 1.0
+    finally:
+        lk.release()
+
+    sem = ferrolock.Semaphore("to-sem", 1)
+    assert sem.acquire()
+    t0 = time.monotonic()
+    assert ferrolock.Semaphore("to-sem", 1).acquire(timeout=timeout) is False
+    _bounds(t0, timeout)
+    sem.release()
+
+
+@pytest.mark.timeout(30)
+def test_filelock_acquire_timeout_returns_false(holder, tmp_path):
+    path = tmp_path / "x.lock"
+    h = holder("ferro-filelock", path)
+    fl = ferrolock.FileLock(str(path))
+    t0 = time.monotonic()
+    assert fl.acquire(timeout=0.5) is False
+    _bounds(t0, 0.5)
+    h.release()
+    assert h.wait() == 0
+    assert fl.acquire(timeout=0.5) is True
+    fl.release()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("api", [ferrolock, ferro_lockutils])
+def test_lock_timeout_internal_raises_locktimeout(api):
+    release = _busy_internal("to-int")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ferrolock.LockTimeout) as ei:
+            with api.lock("to-int", timeout=0.5):
+                pytest.fail("got a busy lock")
+        _bounds(t0, 0.5)
+        err = ei.value
+        assert isinstance(err, TimeoutError)
+        assert isinstance(err, ferrolock.AcquireLockFailedException)
+        assert isinstance(err, ferro_lockutils.AcquireLockFailedException)
+        assert err.lock_name == "to-int"
+        assert err.timeout == 0.5
+        clone = pickle.loads(pickle.dumps(err))
+        assert type(clone) is ferrolock.LockTimeout
+        assert (clone.lock_name, clone.timeout, str(clone)) == (err.lock_name, err.timeout, str(err))
+    finally:
+        release()
+    # nothing left behind by the failed attempt
+    with ferrolock.lock("to-int", blocking=False):
+        pass
+
+
+@pytest.mark.timeout(30)
+def test_lock_timeout_external_raises_locktimeout(holder, lock_dir):
+    h = holder("oslo-lock", ("to-ext", lock_dir))
+    t0 = time.monotonic()
+    with pytest.raises(ferrolock.LockTimeout):
+        with ferrolock.lock("to-ext", external=True, lock_path=str(lock_dir), timeout=0.6):
+            pytest.fail("got a busy lock")
+    _bounds(t0, 0.6)
+    assert fd_lock_lines() == []
+    h.release()
+    assert h.wait() == 0
+    with ferrolock.lock("to-ext", external=True, lock_path=str(lock_dir), timeout=0.6):
+        pass
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("api", [ferrolock, ferro_lockutils])
+def test_synchronized_timeout_raises_locktimeout(api, holder, lock_dir):
+    calls = []
+
+    @api.synchronized("to-sync", timeout=0.4)
+    def f():
+        calls.append(1)
+        return 42
+
+    release = _busy_internal("to-sync")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ferrolock.LockTimeout):
+            f()
+        _bounds(t0, 0.4)
+    finally:
+        release()
+    assert calls == []
+    assert f() == 42
+
+    @api.synchronized("to-sync-ext", external=True, lock_path=str(lock_dir), timeout=0.4)
+    def g():
+        calls.append(2)
+
+    h = holder("ferro-lock", ("to-sync-ext", lock_dir))
+    t0 = time.monotonic()
+    with pytest.raises(ferrolock.LockTimeout):
+        g()
+    _bounds(t0, 0.4)
+    assert calls == [1]
+    h.release()
+    assert h.wait() == 0
+    g()
+    assert calls == [1, 2]
+
+
+@pytest.mark.timeout(30)
+def test_timeout_zero_is_a_single_try():
+    release = _busy_internal("to-zero")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ferrolock.AcquireLockFailedException):
+            with ferrolock.lock("to-zero", timeout=0):
+                pass
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        release()
