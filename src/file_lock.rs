@@ -61,7 +61,11 @@ impl RawLock for Ofd<'_> {
 }
 
 fn io_error(path: &Path, op: &'static str, source: io::Error) -> LockError {
-    LockError::Io { path: path.to_owned(), op, source }
+    LockError::Io {
+        path: path.to_owned(),
+        op,
+        source,
+    }
 }
 
 fn with_path(err: LockError, path: &Path) -> LockError {
@@ -75,7 +79,9 @@ fn with_path(err: LockError, path: &Path) -> LockError {
 fn open_error(path: &Path, source: io::Error) -> LockError {
     let dir_problem = matches!(
         source.raw_os_error(),
-        Some(libc::ENOTDIR | libc::EACCES | libc::EPERM | libc::EROFS | libc::ENOENT | libc::EEXIST)
+        Some(
+            libc::ENOTDIR | libc::EACCES | libc::EPERM | libc::EROFS | libc::ENOENT | libc::EEXIST
+        )
     );
     if dir_problem {
         let dir = path.parent().unwrap_or(path).to_owned();
@@ -107,7 +113,9 @@ impl FileLock {
     pub fn new(path: &Path) -> FileLock {
         let mut files = cache().lock();
         if let Some(file) = files.get(path) {
-            return FileLock { file: Arc::clone(file) };
+            return FileLock {
+                file: Arc::clone(file),
+            };
         }
         if files.len() >= IDLE_FILES_KEPT {
             files.retain(|_, f| Arc::strong_count(f) > 1);
@@ -257,7 +265,10 @@ mod tests {
         let lock = FileLock::new(&file.join("x"));
         match lock.acquire(None, &mut || false) {
             Err(LockError::LockPath { path, .. }) => assert_eq!(path, file),
-            other => panic!("expected a LockPath error, got {:?}", other.map_err(|e| e.to_string())),
+            other => panic!(
+                "expected a LockPath error, got {:?}",
+                other.map_err(|e| e.to_string())
+            ),
         }
         assert!(!lock.locked());
     }

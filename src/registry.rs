@@ -14,7 +14,9 @@ pub struct Registry<T> {
 
 impl<T> Default for Registry<T> {
     fn default() -> Self {
-        Registry { entries: Mutex::new(HashMap::new()) }
+        Registry {
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 }
 
@@ -49,7 +51,11 @@ impl<T> Registry<T> {
                 entry
             }
         };
-        Ok(Handle { entry: Some(entry), name: name.into(), registry: Arc::clone(self) })
+        Ok(Handle {
+            entry: Some(entry),
+            name: name.into(),
+            registry: Arc::clone(self),
+        })
     }
 }
 
@@ -99,15 +105,21 @@ mod tests {
     #[test]
     fn entries_live_while_used() {
         let r: Arc<Registry<u32>> = Registry::new();
-        let a = r.get("x", || Ok::<_, Infallible>(1)).unwrap_or_else(|e| match e {});
-        let b = r.get("x", || Ok::<_, Infallible>(2)).unwrap_or_else(|e| match e {});
+        let a = r
+            .get("x", || Ok::<_, Infallible>(1))
+            .unwrap_or_else(|e| match e {});
+        let b = r
+            .get("x", || Ok::<_, Infallible>(2))
+            .unwrap_or_else(|e| match e {});
         assert_eq!((*a, *b, r.len()), (1, 1, 1));
         drop(a);
         assert_eq!(r.len(), 1);
         drop(b);
         assert!(r.is_empty());
         for i in 0..100_000 {
-            let h = r.get(&format!("n{i}"), || Ok::<_, Infallible>(i)).unwrap_or_else(|e| match e {});
+            let h = r
+                .get(&format!("n{i}"), || Ok::<_, Infallible>(i))
+                .unwrap_or_else(|e| match e {});
             assert_eq!(*h, i);
         }
         assert!(r.is_empty());

@@ -121,7 +121,7 @@ impl RwLock {
                 break Ok(false);
             }
             if timed_out {
-                let stop = parking_lot::MutexGuard::unlocked(&mut state, || interrupted());
+                let stop = parking_lot::MutexGuard::unlocked(&mut state, &mut *interrupted);
                 if stop {
                     break Err(LockError::Interrupted);
                 }
@@ -209,11 +209,16 @@ mod tests {
     #[test]
     fn reader_cannot_upgrade() {
         let l = RwLock::new();
-        assert!(l.acquire(1, Access::Read, None, &mut || false).unwrap_or(false));
+        assert!(l
+            .acquire(1, Access::Read, None, &mut || false)
+            .unwrap_or(false));
         assert!(matches!(
             l.acquire(1, Access::Write, None, &mut || false),
             Err(LockError::Misuse(_))
         ));
-        assert!(matches!(l.release(2, Access::Read), Err(LockError::NotHeld)));
+        assert!(matches!(
+            l.release(2, Access::Read),
+            Err(LockError::NotHeld)
+        ));
     }
 }

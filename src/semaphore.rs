@@ -32,7 +32,11 @@ impl Semaphore {
         Ok(Semaphore {
             permits,
             fair,
-            state: Mutex::new(State { available: permits, queue: VecDeque::new(), next_ticket: 0 }),
+            state: Mutex::new(State {
+                available: permits,
+                queue: VecDeque::new(),
+                next_ticket: 0,
+            }),
             changed: Condvar::new(),
         })
     }
@@ -157,7 +161,6 @@ mod tests {
             assert!(t.join().is_ok());
         }
         assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
-        assert!(acquire(&*s, deadline_after(Some(Duration::ZERO)), &mut || false)
-            .unwrap_or(false));
+        assert!(acquire(&*s, deadline_after(Some(Duration::ZERO)), &mut || false).unwrap_or(false));
     }
 }

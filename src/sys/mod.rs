@@ -52,7 +52,10 @@ pub fn open_lock_file(path: &Path) -> io::Result<OwnedFd> {
 
 fn id_of(st: &libc::stat) -> FileId {
     #[allow(clippy::unnecessary_cast)]
-    FileId { dev: st.st_dev as u64, ino: st.st_ino as u64 }
+    FileId {
+        dev: st.st_dev as u64,
+        ino: st.st_ino as u64,
+    }
 }
 
 pub fn fd_identity(fd: &OwnedFd) -> io::Result<FileId> {
@@ -73,7 +76,11 @@ pub fn path_identity(path: &Path) -> io::Result<Option<FileId>> {
     // SAFETY: `c` is a valid C string and `st` a valid pointer.
     if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
         let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(err) };
+        return if err.kind() == io::ErrorKind::NotFound {
+            Ok(None)
+        } else {
+            Err(err)
+        };
     }
     Ok(Some(id_of(&st)))
 }

@@ -73,7 +73,10 @@ impl WakeTimer {
             return Err(io::Error::last_os_error());
         }
         let timer = WakeTimer { id };
-        let spec = libc::itimerspec { it_interval: timespec(step), it_value: timespec(step) };
+        let spec = libc::itimerspec {
+            it_interval: timespec(step),
+            it_value: timespec(step),
+        };
         // SAFETY: `id` is the timer just created; `spec` is valid.
         if unsafe { libc::timer_settime(timer.id, 0, &spec, std::ptr::null_mut()) } != 0 {
             return Err(io::Error::last_os_error());

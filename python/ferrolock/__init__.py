@@ -1,0 +1,60 @@
+"""ferrolock: fast, drop-in locks for OpenStack services, from one Rust core.
+
+- In-process: ``InternalLock`` (named, FIFO-fair on request), ``Semaphore`` (N permits),
+  ``ReaderWriterLock`` (fair, re-entrant like fasteners').
+- Across processes: ``FileLock`` (a Linux open-file-description lock that also excludes the
+  ``lockf`` locks oslo.concurrency takes on the same file).
+- ``lock`` and ``synchronized`` with oslo.concurrency's signatures (plus ``timeout=``), and
+  ``ferrolock.lockutils``, a drop-in for ``oslo_concurrency.lockutils``.
+
+Every wait releases the GIL, can be interrupted with Ctrl-C, and yields to other greenthreads
+when eventlet has monkey-patched threading.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from ferrolock import _native
+from ferrolock._native import FileLock, InternalLock, Semaphore, registry_size
+from ferrolock.exceptions import (
+    AcquireLockFailedException,
+    InvalidLockName,
+    LockError,
+    LockPathError,
+    LockTimeout,
+    LockUsageError,
+)
+from ferrolock.lockutils import lock, synchronized
+from ferrolock.rwlock import ReaderWriterLock
+
+__version__: str = _native.__version__
+
+
+def lock_file_path(
+    name: str, lock_file_prefix: Optional[str] = None, lock_path: Optional[str] = None
+) -> str:
+    """The file that external lock ``name`` uses (oslo's naming rule), validated."""
+    from ferrolock.lockutils import _get_lock_path
+
+    return os.fspath(_get_lock_path(name, lock_file_prefix, lock_path))
+
+
+__all__ = [
+    "AcquireLockFailedException",
+    "FileLock",
+    "InternalLock",
+    "InvalidLockName",
+    "LockError",
+    "LockPathError",
+    "LockTimeout",
+    "LockUsageError",
+    "ReaderWriterLock",
+    "Semaphore",
+    "__version__",
+    "lock",
+    "lock_file_path",
+    "registry_size",
+    "synchronized",
+]

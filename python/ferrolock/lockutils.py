@@ -1,0 +1,422 @@
+"""Drop-in replacement for ``oslo_concurrency.lockutils`` (7.x).
+
+Switch with ``from ferrolock import lockutils``: same functions, signatures, defaults, lock file
+names, exceptions and DEBUG log lines. Beyond oslo: ``timeout=`` on ``lock``/``synchronized``,
+non-blocking fair locks, waiters woken by the kernel instead of polling, and lock files removed
+only while nobody holds them.
+
+The hot path (no DEBUG logging, default semaphores, not fair) returns a native lock object whose
+``__enter__``/``__exit__`` are one native call each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, Optional, TypeVar, cast
+
+from ferrolock import _native
+from ferrolock.exceptions import AcquireLockFailedException, LockPathError, LockTimeout
+from ferrolock.rwlock import ReaderWriterLock
+
+LOG = logging.getLogger(__name__)
+_DEBUG = logging.DEBUG
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+try:
+    from oslo_config import cfg
+except ImportError:  # oslo.config is optional: OSLO_LOCK_PATH and lock_path= still work.
+    cfg = None
+
+CONF: Any = None
+if cfg is not None:
+    # Identical to oslo.concurrency's options, so both libraries can register them on one CONF
+    # (oslo.config accepts a re-registration only when the option is equal in every field).
+    _opts = [
+        cfg.BoolOpt(
+            "disable_process_locking",
+            default=False,
+            help="Enables or disables inter-process locks.",
+        ),
+        cfg.StrOpt(
+            "lock_path",
+            default=os.environ.get("OSLO_LOCK_PATH"),
+            help="Directory to use for lock files.  For security, the "
+            "specified directory should only be writable by the user "
+            "running the processes that need locking. "
+            "Defaults to environment variable OSLO_LOCK_PATH. "
+            "If external locks are used, a lock path must be set.",
+        ),
+    ]
+    CONF = cfg.CONF
+
+def _register_opts(conf: Any) -> None:
+    try:
+        conf.register_opts(_opts, group="oslo_concurrency")
+    except cfg.DuplicateOptError:
+        pass  # registered by oslo.concurrency with other help text: reading works the same
+
+if cfg is not None:
+    _register_opts(CONF)
+
+_MISSING_LOCK_PATH = (
+    "external locks need a lock directory: pass lock_path=, set the OSLO_LOCK_PATH environment "
+    "variable, or install oslo.config and set [oslo_concurrency] lock_path"
+)
+
+def set_defaults(lock_path: str) -> None:
+    """Set the default lock_path (tests use it to point at a temporary directory)."""
+    if CONF is not None:
+        CONF.set_default("lock_path", lock_path, group="oslo_concurrency")
+    else:
+        os.environ["OSLO_LOCK_PATH"] = lock_path
+
+def get_lock_path(conf: Any) -> Optional[str]:
+    """The lock_path of an oslo.config ``ConfigOpts``."""
+    _register_opts(conf)
+    return cast(Optional[str], conf.oslo_concurrency.lock_path)
+
+def _lock_dir(lock_path: Optional[str]) -> str:
+    if lock_path:
+        return lock_path
+    if CONF is not None:
+        configured = CONF.oslo_concurrency.lock_path
+        if not configured:
+            raise cfg.RequiredOptError("lock_path", cfg.OptGroup("oslo_concurrency"))
+        return cast(str, configured)
+    configured = os.environ.get("OSLO_LOCK_PATH")
+    if not configured:
+        raise LockPathError(None, _MISSING_LOCK_PATH)
+    return configured
+
+def _process_locking_disabled() -> bool:
+    return CONF is not None and bool(CONF.oslo_concurrency.disable_process_locking)
+
+def _get_lock_path(
+    name: str, lock_file_prefix: Optional[str], lock_path: Optional[str] = None
+) -> str:
+    return os.fspath(_native.lock_file_path(_lock_dir(lock_path), name, lock_file_prefix))
+
+class Semaphores:
+    """A container of named in-process locks; a name's lock exists while someone uses it."""
+
+    def __init__(self) -> None:
+        self._registry = _native.LockRegistry()
+
+    def get(self, name: str) -> _native.InternalLock:
+        """The lock of ``name`` in this container (``with`` blocks until it is free)."""
+        return self._registry.get(name)
+
+    def __len__(self) -> int:
+        return len(self._registry)
+
+class _ProcessSemaphores(Semaphores):
+    """The default container: the process-wide registry behind ``InternalLock(name)``."""
+
+    def __init__(self) -> None:
+        self._registry = _native.LockRegistry.default()
+
+_semaphores: Semaphores = _ProcessSemaphores()
+
+class FairLocks:
+    """A container of fair reader-writer locks; a name's lock exists while someone uses it."""
+
+    def get(self, name: str) -> ReaderWriterLock:
+        return ReaderWriterLock(name)
+
+_fair_locks = FairLocks()
+
+def internal_fair_lock(name: str) -> ReaderWriterLock:
+    return _fair_locks.get(name)
+
+def internal_lock(
+    name: str, semaphores: Optional[Semaphores] = None, blocking: bool = True
+) -> Any:
+    """The in-process lock ``name``; with ``blocking=False`` its ``with`` raises
+    AcquireLockFailedException instead of waiting."""
+    if semaphores is None:
+        return _native.InternalLock(name, blocking=blocking)
+    if isinstance(semaphores, Semaphores):
+        return semaphores._registry.get(name, blocking=blocking)
+    return _held(semaphores.get(name), name, blocking, None)
+
+def external_lock(
+    name: str, lock_file_prefix: Optional[str] = None, lock_path: Optional[str] = None
+) -> _native.FileLock:
+    """The inter-process lock of ``name`` (its file alone, without the in-process lock)."""
+    return _native.FileLock(_get_lock_path(name, lock_file_prefix, lock_path))
+
+def remove_external_lock_file(
+    name: str,
+    lock_file_prefix: Optional[str] = None,
+    lock_path: Optional[str] = None,
+    semaphores: Optional[Semaphores] = None,
+) -> None:
+    """Remove the lock file of ``name`` when nobody holds it.
+
+    Unlike oslo, the file lock itself is held while the file is unlinked, so no process can be
+    inside the lock on the old file while another takes it on a new one; a lock in use is left.
+    """
+    with internal_lock(name, semaphores=semaphores):
+        lock_file_path = _get_lock_path(name, lock_file_prefix, lock_path)
+        try:
+            if not _native.FileLock(lock_file_path).remove_if_unused():
+                LOG.debug("Lock file %(file)s is in use; not removed", {"file": lock_file_path})
+        except OSError:
+            LOG.warning("Failed to remove file %(file)s", {"file": lock_file_path})
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    return None if timeout is None else time.monotonic() + timeout
+
+def _left(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+@contextlib.contextmanager
+def _held(
+    lk: Any, name: str, blocking: bool, timeout: Optional[float], deadline: Optional[float] = None
+) -> Iterator[Any]:
+    """Hold any lock with acquire/release (ours, or a container's ``threading.Semaphore``)."""
+    if not blocking:
+        got = lk.acquire(blocking=False)
+    elif timeout is None:
+        got = lk.acquire()
+    else:
+        got = lk.acquire(timeout=_left(deadline) if deadline is not None else timeout)
+    if not got:
+        raise AcquireLockFailedException(name) if timeout is None else LockTimeout(name, timeout)
+    try:
+        yield lk
+    finally:
+        lk.release()
+
+@contextlib.contextmanager
+def _fair_held(name: str, blocking: bool, timeout: Optional[float]) -> Iterator[Any]:
+    rw = internal_fair_lock(name)
+    if not rw.acquire_write(blocking, timeout):
+        raise AcquireLockFailedException(name) if timeout is None else LockTimeout(name, timeout)
+    try:
+        yield rw
+    finally:
+        rw.release_write()
+
+@contextlib.contextmanager
+def _layered_lock(
+    name: str,
+    lock_file_prefix: Optional[str],
+    external: bool,
+    lock_path: Optional[str],
+    do_log: bool,
+    semaphores: Optional[Semaphores],
+    fair: bool,
+    blocking: bool,
+    timeout: Optional[float],
+) -> Iterator[Any]:
+    """oslo's lock() step by step: in-process lock, then the file lock, with oslo's log lines."""
+    deadline = _deadline(timeout)
+    if fair:
+        int_lock = _fair_held(name, blocking, timeout)
+    elif semaphores is None:
+        int_lock = _native.InternalLock(name, blocking=blocking, timeout=timeout)
+    else:
+        int_lock = _held(semaphores.get(name), name, blocking, timeout, deadline)
+    if do_log:
+        LOG.debug('Acquiring lock "%s"', name)
+    with int_lock as held:
+        if do_log:
+            LOG.debug('Acquired lock "%(lock)s"', {"lock": name})
+        try:
+            if external and not _process_locking_disabled():
+                ext_lock = external_lock(name, lock_file_prefix, lock_path)
+                with _held(ext_lock, name, blocking, timeout, deadline):
+                    if do_log:
+                        LOG.debug('Acquired external semaphore "%(lock)s"', {"lock": name})
+                    yield ext_lock
+            else:
+                yield held
+        finally:
+            if do_log:
+                LOG.debug('Releasing lock "%(lock)s"', {"lock": name})
+
+def lock(
+    name: str,
+    lock_file_prefix: Optional[str] = None,
+    external: bool = False,
+    lock_path: Optional[str] = None,
+    do_log: bool = True,
+    semaphores: Optional[Semaphores] = None,
+    delay: float = 0.01,
+    fair: bool = False,
+    blocking: bool = True,
+    timeout: Optional[float] = None,
+) -> Any:
+    """Context manager holding lock ``name`` (see oslo.concurrency's ``lock``).
+
+    :param external: also lock across processes, with a file under ``lock_path``.
+    :param lock_file_prefix: prefix of the lock file name (``nova`` and ``nova-`` are equal).
+    :param lock_path: directory of lock files; default ``[oslo_concurrency] lock_path`` or
+        ``OSLO_LOCK_PATH``.
+    :param do_log: log acquire/release at DEBUG, as oslo does.
+    :param semaphores: a ``Semaphores`` container instead of the process-wide one.
+    :param delay: accepted for compatibility; waiters are woken, not polled.
+    :param fair: serve waiters in arrival order (within this process).
+    :param blocking: ``False`` raises AcquireLockFailedException at once when busy.
+    :param timeout: seconds to wait at most, then LockTimeout (a TimeoutError).
+
+    Waiting releases the GIL; Ctrl-C interrupts it and leaves nothing held.
+    """
+    if fair and semaphores is not None:
+        raise NotImplementedError("Specifying semaphores is not supported when using fair locks.")
+    if not (fair or semaphores is not None or (do_log and LOG.isEnabledFor(_DEBUG))):
+        if not external:
+            return _native.InternalLock(name, blocking=blocking, timeout=timeout)
+        if not _process_locking_disabled():
+            return _native.external_lock(
+                _lock_dir(lock_path), name, lock_file_prefix, blocking=blocking, timeout=timeout
+            )
+    return _layered_lock(
+        name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
+    )
+
+def lock_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:
+    """``lock`` with ``lock_file_prefix`` bound (``nova`` and ``nova-`` are equal)."""
+    return functools.partial(lock, lock_file_prefix=lock_file_prefix)
+
+def _callable_name(f: Any) -> str:
+    """oslo_utils.reflection.get_callable_name, as oslo's log lines name functions."""
+    owner = getattr(f, "__self__", None)
+    if owner is not None and not inspect.ismodule(owner):
+        cls = owner if isinstance(owner, type) else type(owner)
+        qualname = getattr(f, "__qualname__", None)
+        if qualname is None:
+            return ".".join((cls.__module__, cls.__name__, f.__name__))
+        return ".".join((cls.__module__, qualname))
+    if inspect.isfunction(f) or inspect.ismethod(f):
+        return ".".join((f.__module__, f.__qualname__))
+    cls = f if isinstance(f, type) else type(f)
+    return ".".join((cls.__module__, getattr(cls, "__qualname__", cls.__name__)))
+
+def synchronized(
+    name: str,
+    lock_file_prefix: Optional[str] = None,
+    external: bool = False,
+    lock_path: Optional[str] = None,
+    semaphores: Optional[Semaphores] = None,
+    delay: float = 0.01,
+    fair: bool = False,
+    blocking: bool = True,
+    timeout: Optional[float] = None,
+) -> Callable[[F], F]:
+    """Decorator running the function while holding lock ``name`` (arguments as ``lock``)."""
+    lock_args = (name, lock_file_prefix, external, lock_path)
+    lock_kwargs: dict[str, Any] = {
+        "do_log": False,
+        "semaphores": semaphores,
+        "delay": delay,
+        "fair": fair,
+        "blocking": blocking,
+        "timeout": timeout,
+    }
+    simple = not (external or fair or semaphores is not None)
+
+    def wrap(f: F) -> F:
+        f_name = _callable_name(f)
+        # Holding the lock object keeps the name's registry entry for the decorated function's
+        # lifetime: each call then costs one native enter and exit.
+        native = _native.InternalLock(name, blocking=blocking, timeout=timeout) if simple else None
+
+        @functools.wraps(f)
+        def inner(*args: Any, **kwargs: Any) -> Any:
+            if LOG.isEnabledFor(_DEBUG):
+                return _logged_call(f, f_name, args, kwargs)
+            if native is not None:
+                with native:
+                    return f(*args, **kwargs)
+            with lock(*lock_args, **lock_kwargs):
+                return f(*args, **kwargs)
+
+        def _logged_call(f: Any, f_name: str, args: Any, kwargs: Any) -> Any:
+            t1 = time.monotonic()
+            t2 = None
+            gotten = True
+            try:
+                LOG.debug('Acquiring lock "%s" by "%s"', name, f_name)
+                with native if native is not None else lock(*lock_args, **lock_kwargs):
+                    t2 = time.monotonic()
+                    LOG.debug(
+                        'Lock "%(name)s" acquired by "%(function)s" :: waited %(wait_secs)0.3fs',
+                        {"name": name, "function": f_name, "wait_secs": (t2 - t1)},
+                    )
+                    return f(*args, **kwargs)
+            except AcquireLockFailedException:
+                gotten = False
+                raise
+            finally:
+                t3 = time.monotonic()
+                held_secs = "N/A" if t2 is None else "%0.3fs" % (t3 - t2)
+                LOG.debug(
+                    'Lock "%(name)s" "%(gotten)s" by "%(function)s" :: held %(held_secs)s',
+                    {
+                        "name": name,
+                        "gotten": "released" if gotten else "unacquired",
+                        "function": f_name,
+                        "held_secs": held_secs,
+                    },
+                )
+
+        return cast(F, inner)
+
+    return wrap
+
+def synchronized_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:
+    """``synchronized`` with ``lock_file_prefix`` bound."""
+    return functools.partial(synchronized, lock_file_prefix=lock_file_prefix)
+
+def remove_external_lock_file_with_prefix(lock_file_prefix: str) -> Callable[..., None]:
+    """``remove_external_lock_file`` with ``lock_file_prefix`` bound."""
+    return functools.partial(remove_external_lock_file, lock_file_prefix=lock_file_prefix)
+
+def _lock_wrapper(argv: Sequence[str]) -> int:
+    """Run ``argv[1:]`` with OSLO_LOCK_PATH set to a fresh directory, removed afterwards."""
+    lock_dir = tempfile.mkdtemp()
+    os.environ["OSLO_LOCK_PATH"] = lock_dir
+    try:
+        return subprocess.call(list(argv[1:]))
+    finally:
+        shutil.rmtree(lock_dir, ignore_errors=True)
+
+def main() -> None:
+    """The ``ferrolock-wrapper`` console script (oslo's ``lockutils-wrapper``)."""
+    if len(sys.argv) < 2:
+        sys.stderr.write("usage: ferrolock-wrapper COMMAND [ARG...]\n")
+        sys.exit(2)
+    sys.exit(_lock_wrapper(sys.argv))
+
+__all__ = [
+    "CONF",
+    "AcquireLockFailedException",
+    "FairLocks",
+    "ReaderWriterLock",
+    "Semaphores",
+    "external_lock",
+    "get_lock_path",
+    "internal_fair_lock",
+    "internal_lock",
+    "lock",
+    "lock_with_prefix",
+    "main",
+    "remove_external_lock_file",
+    "remove_external_lock_file_with_prefix",
+    "set_defaults",
+    "synchronized",
+    "synchronized_with_prefix",
+]

@@ -1,0 +1,48 @@
+//! The one mapping from core errors to Python exceptions. The exception classes live in
+//! `ferrolock/exceptions.py` so Python code can import them without the native module.
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+
+use crate::LockError;
+
+pyo3::import_exception!(ferrolock.exceptions, AcquireLockFailedException);
+pyo3::import_exception!(ferrolock.exceptions, LockTimeout);
+pyo3::import_exception!(ferrolock.exceptions, InvalidLockName);
+pyo3::import_exception!(ferrolock.exceptions, LockPathError);
+pyo3::import_exception!(ferrolock.exceptions, LockUsageError);
+
+/// `interrupted` is the exception that stopped a wait (a pending KeyboardInterrupt).
+pub fn to_pyerr(err: LockError, interrupted: Option<PyErr>) -> PyErr {
+    match err {
+        LockError::InvalidName { .. } => InvalidLockName::new_err(err.to_string()),
+        LockError::LockPath {
+            ref path,
+            ref source,
+        } => LockPathError::new_err((
+            source.raw_os_error().unwrap_or(0),
+            err.to_string(),
+            path.to_string_lossy().into_owned(),
+        )),
+        LockError::Io {
+            ref path,
+            ref source,
+            ..
+        } => PyOSError::new_err((
+            source.raw_os_error().unwrap_or(0),
+            err.to_string(),
+            path.to_string_lossy().into_owned(),
+        )),
+        LockError::NotHeld | LockError::Misuse(_) => LockUsageError::new_err(err.to_string()),
+        LockError::Interrupted => interrupted
+            .unwrap_or_else(|| PyRuntimeError::new_err("wait for the lock was interrupted")),
+    }
+}
+
+/// What a `with` block raises when its policy did not get the lock.
+pub fn not_acquired(name: &str, timeout: Option<f64>) -> PyErr {
+    match timeout {
+        Some(t) => LockTimeout::new_err((name.to_owned(), t)),
+        None => AcquireLockFailedException::new_err((name.to_owned(),)),
+    }
+}

@@ -1,0 +1,179 @@
+//! Inter-process file locks for Python.
+
+use std::path::{Path, PathBuf};
+
+use pyo3::prelude::*;
+
+use super::errors::{not_acquired, to_pyerr};
+use super::internal::plain_locks;
+use super::waiting::{acquire, Policy};
+use crate::file_lock::{self, FileLock as CoreFileLock};
+use crate::mutex::Mutex;
+use crate::registry::Handle;
+use crate::wait;
+use crate::{lock_path, RawLock};
+
+/// oslo's lock file path for `name`, validated.
+#[pyfunction]
+#[pyo3(signature = (lock_path, name, lock_file_prefix=None))]
+pub fn lock_file_path(
+    lock_path: PathBuf,
+    name: &str,
+    lock_file_prefix: Option<&str>,
+) -> PyResult<PathBuf> {
+    lock_path::lock_file_path(&lock_path, name, lock_file_prefix).map_err(|e| to_pyerr(e, None))
+}
+
+/// Lock `name` as oslo's `lock(name, external=True)` takes it: the in-process lock of that name
+/// (so internal and external users of one name exclude each other, as in oslo), then the file.
+#[pyfunction]
+#[pyo3(signature = (lock_path, name, lock_file_prefix=None, *, blocking=true, timeout=None))]
+pub fn external_lock(
+    lock_path: PathBuf,
+    name: &str,
+    lock_file_prefix: Option<&str>,
+    blocking: bool,
+    timeout: Option<f64>,
+) -> PyResult<FileLock> {
+    let path = lock_file_path(lock_path, name, lock_file_prefix)?;
+    let internal = plain_locks().get(name, || Ok::<_, PyErr>(Mutex::new()))?;
+    Ok(FileLock {
+        core: CoreFileLock::new(&path),
+        internal: Some(internal),
+        name: name.to_owned(),
+        policy: Policy::new(blocking, timeout)?,
+    })
+}
+
+/// Lock files with an entry (and usually an open descriptor) in this process.
+#[pyfunction]
+pub fn cached_lock_files() -> usize {
+    file_lock::cached_files()
+}
+
+/// An inter-process lock on a file.
+#[pyclass(frozen, module = "ferrolock._native")]
+pub struct FileLock {
+    core: CoreFileLock,
+    internal: Option<Handle<Mutex>>,
+    name: String,
+    policy: Policy,
+}
+
+impl FileLock {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        let core = &self.core;
+        let internal: Option<&Mutex> = self.internal.as_deref();
+        let now = || Some(std::time::Instant::now());
+        acquire(
+            py,
+            policy,
+            || {
+                if let Some(int) = internal {
+                    if !int.try_acquire()? {
+                        return Ok(false);
+                    }
+                }
+                let got = core.acquire(now(), &mut || false);
+                release_unless_taken(internal, &got);
+                got
+            },
+            move |deadline, interrupted| {
+                if let Some(int) = internal {
+                    if !wait::acquire(int, deadline, interrupted)? {
+                        return Ok(false);
+                    }
+                }
+                let got = core.acquire(deadline, interrupted);
+                release_unless_taken(internal, &got);
+                got
+            },
+        )
+    }
+
+    fn give_back(&self) -> PyResult<()> {
+        let file = self.core.release();
+        if let Some(int) = &self.internal {
+            int.release().map_err(|e| to_pyerr(e, None))?;
+        }
+        file.map_err(|e| to_pyerr(e, None))
+    }
+}
+
+fn release_unless_taken(internal: Option<&Mutex>, got: &Result<bool, crate::LockError>) {
+    if let (Some(int), false) = (internal, matches!(got, Ok(true))) {
+        // Taken by this call a moment ago, so giving it back cannot fail.
+        let _ = int.release();
+    }
+}
+
+#[pymethods]
+impl FileLock {
+    #[new]
+    #[pyo3(signature = (path, *, blocking=true, timeout=None))]
+    fn new(path: PathBuf, blocking: bool, timeout: Option<f64>) -> PyResult<Self> {
+        let name = path.to_string_lossy().into_owned();
+        Ok(FileLock {
+            core: CoreFileLock::new(&path),
+            internal: None,
+            name,
+            policy: Policy::new(blocking, timeout)?,
+        })
+    }
+
+    #[getter]
+    fn path(&self) -> &Path {
+        self.core.path()
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns whether the lock was taken. Waits in the kernel with the GIL released.
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        self.take(py, Policy::new(blocking, timeout)?)
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.give_back()
+    }
+
+    /// Held by a thread of this process.
+    fn locked(&self) -> bool {
+        self.core.locked()
+    }
+
+    /// Delete the lock file unless someone holds it; returns whether it is gone.
+    fn remove_if_unused(&self) -> PyResult<bool> {
+        self.core.remove_if_unused().map_err(|e| to_pyerr(e, None))
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let this = slf.get();
+        if !this.take(slf.py(), this.policy)? {
+            return Err(not_acquired(&this.name, this.policy.timeout));
+        }
+        Ok(slf)
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.give_back()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ferrolock.FileLock path={:?} locked={}>",
+            self.core.path(),
+            self.core.locked()
+        )
+    }
+}

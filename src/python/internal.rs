@@ -1,0 +1,304 @@
+//! In-process named locks and semaphores for Python.
+
+use std::sync::{Arc, OnceLock};
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::errors::{not_acquired, to_pyerr};
+use super::waiting::{acquire, Policy};
+use crate::mutex::Mutex;
+use crate::registry::{Handle, Registry};
+use crate::semaphore::Semaphore as CoreSemaphore;
+use crate::wait;
+use crate::RawLock;
+
+pub(super) fn plain_locks() -> &'static Arc<Registry<Mutex>> {
+    static LOCKS: OnceLock<Arc<Registry<Mutex>>> = OnceLock::new();
+    LOCKS.get_or_init(Registry::new)
+}
+
+fn fair_locks() -> &'static Arc<Registry<CoreSemaphore>> {
+    static LOCKS: OnceLock<Arc<Registry<CoreSemaphore>>> = OnceLock::new();
+    LOCKS.get_or_init(Registry::new)
+}
+
+fn semaphores() -> &'static Arc<Registry<CoreSemaphore>> {
+    static SEMAPHORES: OnceLock<Arc<Registry<CoreSemaphore>>> = OnceLock::new();
+    SEMAPHORES.get_or_init(Registry::new)
+}
+
+/// Named in-process locks in use now, across the default registries.
+#[pyfunction]
+pub fn registry_size() -> usize {
+    plain_locks().len()
+        + fair_locks().len()
+        + semaphores().len()
+        + super::rwlock::fair_rw_locks().len()
+}
+
+/// A namespace of named locks (oslo's `Semaphores` container); the default one is global.
+#[pyclass(frozen, module = "ferrolock._native")]
+pub struct LockRegistry {
+    locks: Arc<Registry<Mutex>>,
+}
+
+#[pymethods]
+impl LockRegistry {
+    #[new]
+    fn new() -> Self {
+        LockRegistry {
+            locks: Registry::new(),
+        }
+    }
+
+    /// The process-wide registry that `InternalLock(name)` uses.
+    #[staticmethod]
+    fn default() -> Self {
+        LockRegistry {
+            locks: Arc::clone(plain_locks()),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.locks.len()
+    }
+
+    /// The lock named `name` in this registry.
+    #[pyo3(signature = (name, *, blocking=true, timeout=None))]
+    fn get(&self, name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<InternalLock> {
+        InternalLock::plain(&self.locks, name, Policy::new(blocking, timeout)?)
+    }
+}
+
+enum Kind {
+    Plain(Handle<Mutex>),
+    Fair(Handle<CoreSemaphore>),
+}
+
+impl Kind {
+    fn raw(&self) -> &dyn RawLock {
+        match self {
+            Kind::Plain(h) => &**h,
+            Kind::Fair(h) => &**h,
+        }
+    }
+}
+
+/// A named in-process lock; every `InternalLock` of one name is the same lock.
+#[pyclass(frozen, module = "ferrolock._native")]
+pub struct InternalLock {
+    kind: Kind,
+    /// How `with` acquires.
+    policy: Policy,
+}
+
+impl InternalLock {
+    fn plain(registry: &Arc<Registry<Mutex>>, name: &str, policy: Policy) -> PyResult<Self> {
+        let handle = registry.get(name, || Ok::<_, PyErr>(Mutex::new()))?;
+        Ok(InternalLock {
+            kind: Kind::Plain(handle),
+            policy,
+        })
+    }
+
+    fn name(&self) -> &str {
+        match &self.kind {
+            Kind::Plain(h) => h.name(),
+            Kind::Fair(h) => h.name(),
+        }
+    }
+
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        let raw = self.raw_send();
+        acquire(
+            py,
+            policy,
+            || raw.0.try_acquire(),
+            move |deadline, interrupted| wait::acquire(raw.0, deadline, interrupted),
+        )
+    }
+
+    fn raw_send(&self) -> SendRaw<'_> {
+        SendRaw(self.kind.raw())
+    }
+}
+
+/// `RawLock` is `Send + Sync`; this carries a borrowed one into a GIL-free wait.
+#[derive(Clone, Copy)]
+struct SendRaw<'a>(&'a dyn RawLock);
+
+#[pymethods]
+impl InternalLock {
+    /// `blocking`/`timeout` are how `with` acquires: it raises AcquireLockFailedException
+    /// (or LockTimeout) when that does not get the lock.
+    #[new]
+    #[pyo3(signature = (name, fair=false, *, blocking=true, timeout=None))]
+    fn new(name: &str, fair: bool, blocking: bool, timeout: Option<f64>) -> PyResult<Self> {
+        let policy = Policy::new(blocking, timeout)?;
+        if !fair {
+            return Self::plain(plain_locks(), name, policy);
+        }
+        let handle = fair_locks()
+            .get(name, || CoreSemaphore::new(1, true))
+            .map_err(|e| to_pyerr(e, None))?;
+        Ok(InternalLock {
+            kind: Kind::Fair(handle),
+            policy,
+        })
+    }
+
+    #[getter(name)]
+    fn py_name(&self) -> &str {
+        self.name()
+    }
+
+    #[getter]
+    fn fair(&self) -> bool {
+        matches!(self.kind, Kind::Fair(_))
+    }
+
+    /// Returns whether the lock was taken. Waits with the GIL released.
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        self.take(py, Policy::new(blocking, timeout)?)
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.kind.raw().release().map_err(|e| to_pyerr(e, None))
+    }
+
+    fn locked(&self) -> bool {
+        match &self.kind {
+            Kind::Plain(h) => h.locked(),
+            Kind::Fair(h) => h.available() == 0,
+        }
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let this = slf.get();
+        if !this.take(slf.py(), this.policy)? {
+            return Err(not_acquired(this.name(), this.policy.timeout));
+        }
+        Ok(slf)
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ferrolock.InternalLock name={:?} fair={} locked={}>",
+            self.name(),
+            self.fair(),
+            self.locked()
+        )
+    }
+}
+
+/// A named counting semaphore.
+#[pyclass(frozen, module = "ferrolock._native")]
+pub struct Semaphore {
+    handle: Handle<CoreSemaphore>,
+    policy: Policy,
+}
+
+#[pymethods]
+impl Semaphore {
+    #[new]
+    #[pyo3(signature = (name, permits, fair=false, *, blocking=true, timeout=None))]
+    fn new(
+        name: &str,
+        permits: usize,
+        fair: bool,
+        blocking: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let policy = Policy::new(blocking, timeout)?;
+        let handle = semaphores()
+            .get(name, || CoreSemaphore::new(permits, fair))
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        if handle.permits() != permits || handle.is_fair() != fair {
+            return Err(PyValueError::new_err(format!(
+                "semaphore {name:?} is in use with permits={} fair={}",
+                handle.permits(),
+                handle.is_fair()
+            )));
+        }
+        Ok(Semaphore { handle, policy })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    #[getter]
+    fn permits(&self) -> usize {
+        self.handle.permits()
+    }
+
+    /// Permits free now.
+    fn available(&self) -> usize {
+        self.handle.available()
+    }
+
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+        self.take(py, Policy::new(blocking, timeout)?)
+    }
+
+    fn release(&self) -> PyResult<()> {
+        self.handle.release().map_err(|e| to_pyerr(e, None))
+    }
+
+    fn locked(&self) -> bool {
+        self.handle.available() == 0
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let this = slf.get();
+        if !this.take(slf.py(), this.policy)? {
+            return Err(not_acquired(this.handle.name(), this.policy.timeout));
+        }
+        Ok(slf)
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<ferrolock.Semaphore name={:?} permits={} available={}>",
+            self.handle.name(),
+            self.handle.permits(),
+            self.handle.available()
+        )
+    }
+}
+
+impl Semaphore {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        let raw = SendRaw(&*self.handle);
+        acquire(
+            py,
+            policy,
+            || raw.0.try_acquire(),
+            move |deadline, interrupted| wait::acquire(raw.0, deadline, interrupted),
+        )
+    }
+}

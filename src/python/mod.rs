@@ -1,0 +1,25 @@
+//! The PyO3 binding layer: the only code that speaks Python. It turns core results into Python
+//! exceptions, releases the GIL while waiting and keeps Ctrl-C and eventlet working.
+
+mod errors;
+mod file;
+mod internal;
+mod rwlock;
+mod waiting;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<internal::InternalLock>()?;
+    m.add_class::<internal::Semaphore>()?;
+    m.add_class::<internal::LockRegistry>()?;
+    m.add_class::<rwlock::ReaderWriterLock>()?;
+    m.add_class::<file::FileLock>()?;
+    m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
+    m.add_function(wrap_pyfunction!(file::lock_file_path, m)?)?;
+    m.add_function(wrap_pyfunction!(file::external_lock, m)?)?;
+    m.add_function(wrap_pyfunction!(file::cached_lock_files, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The fair reader-writer lock for Python. Owners are passed in by the Python wrapper
+//! (`threading.get_ident()`, which eventlet turns into a greenthread id), so re-entrancy follows
+//! greenthreads, not the OS thread they share.
+
+use std::sync::{Arc, OnceLock};
+
+use pyo3::prelude::*;
+
+use super::errors::to_pyerr;
+use super::waiting::{acquire, Policy};
+use crate::registry::{Handle, Registry};
+use crate::rwlock::{Access, OwnerId, RwLock};
+
+pub fn fair_rw_locks() -> &'static Arc<Registry<RwLock>> {
+    static LOCKS: OnceLock<Arc<Registry<RwLock>>> = OnceLock::new();
+    LOCKS.get_or_init(Registry::new)
+}
+
+enum Inner {
+    Own(RwLock),
+    Named(Handle<RwLock>),
+}
+
+#[pyclass(frozen, module = "ferrolock._native", subclass)]
+pub struct ReaderWriterLock {
+    inner: Inner,
+}
+
+impl ReaderWriterLock {
+    fn lock(&self) -> &RwLock {
+        match &self.inner {
+            Inner::Own(l) => l,
+            Inner::Named(h) => h,
+        }
+    }
+
+    fn take(
+        &self,
+        py: Python<'_>,
+        owner: OwnerId,
+        access: Access,
+        policy: Policy,
+    ) -> PyResult<bool> {
+        let lock = self.lock();
+        let now = || Some(std::time::Instant::now());
+        acquire(
+            py,
+            policy,
+            || lock.acquire(owner, access, now(), &mut || false),
+            move |deadline, interrupted| lock.acquire(owner, access, deadline, interrupted),
+        )
+    }
+}
+
+#[pymethods]
+impl ReaderWriterLock {
+    /// `name`: share one lock per name process-wide (oslo's `FairLocks`); `None`: a private lock.
+    #[new]
+    #[pyo3(signature = (name=None))]
+    fn new(name: Option<&str>) -> PyResult<Self> {
+        let inner = match name {
+            None => Inner::Own(RwLock::new()),
+            Some(name) => {
+                Inner::Named(fair_rw_locks().get(name, || Ok::<_, PyErr>(RwLock::new()))?)
+            }
+        };
+        Ok(ReaderWriterLock { inner })
+    }
+
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Own(_) => None,
+            Inner::Named(h) => Some(h.name()),
+        }
+    }
+
+    #[pyo3(signature = (owner, blocking=true, timeout=None))]
+    fn acquire_read(
+        &self,
+        py: Python<'_>,
+        owner: OwnerId,
+        blocking: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        self.take(py, owner, Access::Read, Policy::new(blocking, timeout)?)
+    }
+
+    #[pyo3(signature = (owner, blocking=true, timeout=None))]
+    fn acquire_write(
+        &self,
+        py: Python<'_>,
+        owner: OwnerId,
+        blocking: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<bool> {
+        self.take(py, owner, Access::Write, Policy::new(blocking, timeout)?)
+    }
+
+    fn release_read(&self, owner: OwnerId) -> PyResult<()> {
+        self.lock()
+            .release(owner, Access::Read)
+            .map_err(|e| to_pyerr(e, None))
+    }
+
+    fn release_write(&self, owner: OwnerId) -> PyResult<()> {
+        self.lock()
+            .release(owner, Access::Write)
+            .map_err(|e| to_pyerr(e, None))
+    }
+
+    fn is_reader_id(&self, owner: OwnerId) -> bool {
+        self.lock().is_reader(owner)
+    }
+
+    fn is_writer_id(&self, owner: OwnerId) -> bool {
+        self.lock().is_writer(owner)
+    }
+}
