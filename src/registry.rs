@@ -1,21 +1,56 @@
-//! Named locks that exist while someone uses them: the first user of a name creates the entry,
-//! the last one gone removes it, so a service that locks on millions of distinct ids (volume,
-//! instance UUIDs) does not grow.
+//! Named locks that exist while someone uses them, so a service that locks on millions of
+//! distinct ids (volume, instance UUIDs) does not grow.
+//!
+//! An entry whose last user is gone is not unlinked at once: dropping a user is one atomic
+//! decrement, and a name locked again soon (the common uncontended cycle: create, enter, exit,
+//! drop) finds its entry without allocating. Idle entries are swept when they would outnumber
+//! the live ones (and at least `IDLE_KEPT` of them), and on every `len()`, so memory stays
+//! proportional to the names in use.
 
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+/// Idle entries tolerated before a sweep, whatever the number in use.
+const IDLE_KEPT: usize = 1024;
+
+/// foldhash: names are hashed on every lock object created, the hot path of an uncontended
+/// cycle; SipHash costs several times more, and foldhash is still seeded per process.
+type Map<T> = HashMap<Box<str>, Arc<Entry<T>>, foldhash::fast::RandomState>;
+
+struct Entry<T> {
+    name: Box<str>,
+    users: AtomicUsize,
+    value: T,
+}
+
 pub struct Registry<T> {
-    entries: Mutex<HashMap<Box<str>, Arc<T>>>,
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    entries: Map<T>,
+    sweep_at: usize,
+}
+
+impl<T> State<T> {
+    fn sweep(&mut self) {
+        self.entries
+            .retain(|_, e| e.users.load(Ordering::Acquire) > 0);
+        self.sweep_at = (self.entries.len() * 2).max(IDLE_KEPT);
+    }
 }
 
 impl<T> Default for Registry<T> {
     fn default() -> Self {
         Registry {
-            entries: Mutex::new(HashMap::new()),
+            state: Mutex::new(State {
+                entries: Map::default(),
+                sweep_at: IDLE_KEPT,
+            }),
         }
     }
 }
@@ -25,8 +60,11 @@ impl<T> Registry<T> {
         Arc::new(Self::default())
     }
 
+    /// Names in use now (idle entries are swept first).
     pub fn len(&self) -> usize {
-        self.entries.lock().len()
+        let mut state = self.state.lock();
+        state.sweep();
+        state.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -37,63 +75,49 @@ impl<T> Registry<T> {
     ///
     /// # Errors
     /// Whatever `make` returns; nothing is registered then.
-    pub fn get<E>(
-        self: &Arc<Self>,
-        name: &str,
-        make: impl FnOnce() -> Result<T, E>,
-    ) -> Result<Handle<T>, E> {
-        let mut entries = self.entries.lock();
-        let entry = match entries.get(name) {
-            Some(entry) => Arc::clone(entry),
-            None => {
-                let entry = Arc::new(make()?);
-                entries.insert(name.into(), Arc::clone(&entry));
-                entry
-            }
-        };
-        Ok(Handle {
-            entry: Some(entry),
+    pub fn get<E>(&self, name: &str, make: impl FnOnce() -> Result<T, E>) -> Result<Handle<T>, E> {
+        let mut state = self.state.lock();
+        if let Some(entry) = state.entries.get(name) {
+            // Users only grow under the registry lock, so a sweep cannot race this.
+            entry.users.fetch_add(1, Ordering::AcqRel);
+            return Ok(Handle {
+                entry: Arc::clone(entry),
+            });
+        }
+        if state.entries.len() >= state.sweep_at {
+            state.sweep();
+        }
+        let entry = Arc::new(Entry {
             name: name.into(),
-            registry: Arc::clone(self),
-        })
+            users: AtomicUsize::new(1),
+            value: make()?,
+        });
+        state.entries.insert(name.into(), Arc::clone(&entry));
+        Ok(Handle { entry })
     }
 }
 
-/// One user's share of a named entry; dropping the last share removes the name.
+/// One user's share of a named entry.
 pub struct Handle<T> {
-    entry: Option<Arc<T>>,
-    name: Box<str>,
-    registry: Arc<Registry<T>>,
+    entry: Arc<Entry<T>>,
 }
 
 impl<T> Handle<T> {
     pub fn name(&self) -> &str {
-        &self.name
+        &self.entry.name
     }
 }
 
 impl<T> Deref for Handle<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        match &self.entry {
-            Some(entry) => entry,
-            // `entry` is only taken in `drop`, after which no deref can happen.
-            None => unreachable!("handle used after drop"),
-        }
+        &self.entry.value
     }
 }
 
 impl<T> Drop for Handle<T> {
     fn drop(&mut self) {
-        let mut entries = self.registry.entries.lock();
-        // Shares are made and dropped under the registry lock, so the count is exact here:
-        // 2 means the map's and ours.
-        if let Some(entry) = self.entry.take() {
-            if Arc::strong_count(&entry) == 2 {
-                entries.remove(&*self.name);
-            }
-            drop(entry);
-        }
+        self.entry.users.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -102,26 +126,36 @@ mod tests {
     use super::*;
     use std::convert::Infallible;
 
+    fn get(r: &Registry<u32>, name: &str, v: u32) -> Handle<u32> {
+        r.get(name, || Ok::<_, Infallible>(v))
+            .unwrap_or_else(|e| match e {})
+    }
+
     #[test]
-    fn entries_live_while_used() {
-        let r: Arc<Registry<u32>> = Registry::new();
-        let a = r
-            .get("x", || Ok::<_, Infallible>(1))
-            .unwrap_or_else(|e| match e {});
-        let b = r
-            .get("x", || Ok::<_, Infallible>(2))
-            .unwrap_or_else(|e| match e {});
+    fn one_entry_per_name_while_used() {
+        let r = Registry::default();
+        let a = get(&r, "x", 1);
+        let b = get(&r, "x", 2);
         assert_eq!((*a, *b, r.len()), (1, 1, 1));
         drop(a);
         assert_eq!(r.len(), 1);
         drop(b);
         assert!(r.is_empty());
+        let c = get(&r, "x", 3);
+        assert_eq!(*c, 3);
+    }
+
+    #[test]
+    fn distinct_names_used_once_leave_nothing_behind() {
+        let r = Registry::default();
+        let keep = get(&r, "kept", 0);
         for i in 0..100_000 {
-            let h = r
-                .get(&format!("n{i}"), || Ok::<_, Infallible>(i))
-                .unwrap_or_else(|e| match e {});
-            assert_eq!(*h, i);
+            assert_eq!(*get(&r, &format!("n{i}"), i), i);
+            // Idle entries never pile up past the sweep threshold.
+            assert!(r.state.lock().entries.len() <= IDLE_KEPT + 1);
         }
+        assert_eq!(r.len(), 1);
+        drop(keep);
         assert!(r.is_empty());
     }
 }

@@ -29,6 +29,7 @@ from ferrolock.exceptions import AcquireLockFailedException, LockPathError, Lock
 from ferrolock.rwlock import ReaderWriterLock
 
 LOG = logging.getLogger(__name__)
+_internal_lock = _native.internal_lock
 _DEBUG = logging.DEBUG
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -278,7 +279,10 @@ def lock(
         raise NotImplementedError("Specifying semaphores is not supported when using fair locks.")
     if not (fair or semaphores is not None or (do_log and LOG.isEnabledFor(_DEBUG))):
         if not external:
-            return _native.InternalLock(name, blocking=blocking, timeout=timeout)
+            # Positional arguments: keyword parsing would double the cost of this call.
+            if blocking is True and timeout is None:
+                return _internal_lock(name)
+            return _internal_lock(name, blocking, timeout)
         if not _process_locking_disabled():
             return _native.external_lock(
                 _lock_dir(lock_path), name, lock_file_prefix, blocking=blocking, timeout=timeout

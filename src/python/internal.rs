@@ -37,6 +37,14 @@ pub fn registry_size() -> usize {
         + super::rwlock::fair_rw_locks().len()
 }
 
+/// `InternalLock(name, False, blocking, timeout)` through a vectorcall function: a class call
+/// goes through `tp_new` with an argument tuple, which costs more than the lock cycle itself.
+#[pyfunction]
+#[pyo3(signature = (name, blocking=true, timeout=None))]
+pub fn internal_lock(name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<InternalLock> {
+    InternalLock::plain(plain_locks(), name, Policy::new(blocking, timeout)?)
+}
+
 /// A namespace of named locks (oslo's `Semaphores` container); the default one is global.
 #[pyclass(frozen, module = "ferrolock._native")]
 pub struct LockRegistry {
@@ -133,7 +141,7 @@ impl InternalLock {
     /// `blocking`/`timeout` are how `with` acquires: it raises AcquireLockFailedException
     /// (or LockTimeout) when that does not get the lock.
     #[new]
-    #[pyo3(signature = (name, fair=false, *, blocking=true, timeout=None))]
+    #[pyo3(signature = (name, fair=false, blocking=true, timeout=None))]
     fn new(name: &str, fair: bool, blocking: bool, timeout: Option<f64>) -> PyResult<Self> {
         let policy = Policy::new(blocking, timeout)?;
         if !fair {

@@ -18,6 +18,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rwlock::ReaderWriterLock>()?;
     m.add_class::<file::FileLock>()?;
     m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
+    m.add_function(wrap_pyfunction!(internal::internal_lock, m)?)?;
     m.add_function(wrap_pyfunction!(file::lock_file_path, m)?)?;
     m.add_function(wrap_pyfunction!(file::external_lock, m)?)?;
     m.add_function(wrap_pyfunction!(file::cached_lock_files, m)?)?;
