@@ -34,6 +34,7 @@ _DEBUG = logging.DEBUG
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+cfg: Any
 try:
     from oslo_config import cfg
 except ImportError:  # oslo.config is optional: OSLO_LOCK_PATH and lock_path= still work.
@@ -224,6 +225,7 @@ def _layered_lock(
 ) -> Iterator[Any]:
     """oslo's lock() step by step: in-process lock, then the file lock, with oslo's log lines."""
     deadline = _deadline(timeout)
+    int_lock: Any
     if fair:
         int_lock = _fair_held(name, blocking, timeout)
     elif semaphores is None:

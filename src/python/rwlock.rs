@@ -21,7 +21,7 @@ enum Inner {
     Named(Handle<RwLock>),
 }
 
-#[pyclass(frozen, module = "ferrolock._native", subclass)]
+#[pyclass(frozen, module = "ferrolock._native")]
 pub struct ReaderWriterLock {
     inner: Inner,
 }

@@ -1,0 +1,182 @@
+"""The Rust core's Python binding (``ferrolock._native``). Use the public ``ferrolock`` API.
+
+Every wait: one try with the GIL held, then (when blocking) waits with the GIL released in
+bounded steps that check for signals, so Ctrl-C raises KeyboardInterrupt in the main thread and
+leaves nothing held. Under eventlet monkey-patching, waits yield to other greenthreads instead.
+``timeout`` is in seconds; ``None`` (or -1) waits forever; it cannot be given with
+``blocking=False``. ``with`` uses the ``blocking``/``timeout`` given at construction and raises
+AcquireLockFailedException (or LockTimeout) when that does not get the lock.
+"""
+
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Optional, Union
+
+from typing_extensions import Self, final
+
+__version__: str
+__all__ = [
+    "__version__",
+    "FileLock",
+    "InternalLock",
+    "LockRegistry",
+    "ReaderWriterLock",
+    "Semaphore",
+    "cached_lock_files",
+    "external_lock",
+    "internal_lock",
+    "lock_file_path",
+    "registry_size",
+]
+
+@final
+class InternalLock:
+    """A named in-process lock: every InternalLock of one name (and fairness) is one lock.
+    Any thread may release it (like ``threading.Semaphore(1)``)."""
+
+    def __new__(
+        cls,
+        name: str,
+        fair: bool = False,
+        blocking: bool = True,
+        timeout: Optional[float] = None,
+    ) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def fair(self) -> bool: ...
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """Take the lock; False when busy (non-blocking) or when ``timeout`` passed."""
+    def release(self) -> None:
+        """Raises LockUsageError when the lock is not held."""
+    def locked(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+@final
+class Semaphore:
+    """A named counting semaphore with ``permits`` holders at once, FIFO when ``fair``."""
+
+    def __new__(
+        cls,
+        name: str,
+        permits: int,
+        fair: bool = False,
+        *,
+        blocking: bool = True,
+        timeout: Optional[float] = None,
+    ) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def permits(self) -> int: ...
+    def available(self) -> int: ...
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool: ...
+    def release(self) -> None: ...
+    def locked(self) -> bool: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+@final
+class LockRegistry:
+    """A namespace of named in-process locks (oslo's ``Semaphores`` container)."""
+
+    def __new__(cls) -> Self: ...
+    @staticmethod
+    def default() -> LockRegistry:
+        """The process-wide registry that ``InternalLock(name)`` uses."""
+    def __len__(self) -> int: ...
+    def get(
+        self, name: str, *, blocking: bool = True, timeout: Optional[float] = None
+    ) -> InternalLock: ...
+
+@final
+class ReaderWriterLock:
+    """Fair reader-writer lock; owners are thread (or greenthread) ids chosen by the caller."""
+
+    def __new__(
+        cls, name: Optional[str] = None) -> Self: ...
+    @property
+    def name(self) -> Optional[str]: ...
+    def acquire_read(
+        self, owner: int, blocking: bool = True, timeout: Optional[float] = None
+    ) -> bool: ...
+    def acquire_write(
+        self, owner: int, blocking: bool = True, timeout: Optional[float] = None
+    ) -> bool:
+        """Raises LockUsageError when ``owner`` holds the read lock (no upgrades)."""
+    def release_read(self, owner: int) -> None: ...
+    def release_write(self, owner: int) -> None: ...
+    def is_reader_id(self, owner: int) -> bool: ...
+    def is_writer_id(self, owner: int) -> bool: ...
+
+@final
+class FileLock:
+    """An inter-process lock on a file: a Linux open-file-description lock, which also
+    excludes (and is excluded by) ``fcntl.lockf`` locks on the same file. Missing directories
+    and the file are created on first acquire; the file is never deleted on release. Threads of
+    one process on the same path exclude each other too. Waits block in the kernel
+    (``F_OFD_SETLKW``) with the GIL released."""
+
+    def __new__(
+        cls,
+        path: Union[str, PathLike[str]],
+        *,
+        blocking: bool = True,
+        timeout: Optional[float] = None,
+    ) -> Self: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def name(self) -> str: ...
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """Raises LockPathError when the directory cannot hold the lock file."""
+    def release(self) -> None: ...
+    def locked(self) -> bool:
+        """Held by a thread of this process."""
+    def remove_if_unused(self) -> bool:
+        """Delete the lock file while holding it, unless someone holds it (then False)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+def internal_lock(
+    name: str, blocking: bool = True, timeout: Optional[float] = None
+) -> InternalLock:
+    """``InternalLock(name, False, blocking, timeout)`` at the cost of a function call."""
+
+def external_lock(
+    lock_path: Union[str, PathLike[str]],
+    name: str,
+    lock_file_prefix: Optional[str] = None,
+    *,
+    blocking: bool = True,
+    timeout: Optional[float] = None,
+) -> FileLock:
+    """oslo's ``lock(name, external=True)``: the in-process lock ``name``, then the file."""
+
+def lock_file_path(
+    lock_path: Union[str, PathLike[str]], name: str, lock_file_prefix: Optional[str] = None
+) -> Path:
+    """oslo's lock file path; raises InvalidLockName or LockPathError for unusable input."""
+
+def registry_size() -> int:
+    """Named in-process locks in use now."""
+
+def cached_lock_files() -> int:
+    """Lock files with an entry (and usually an open descriptor) in this process."""
