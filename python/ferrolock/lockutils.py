@@ -42,31 +42,32 @@ except ImportError:  # oslo.config is optional: OSLO_LOCK_PATH and lock_path= st
 
 CONF: Any = None
 if cfg is not None:
-    # Identical to oslo.concurrency's options, so both libraries can register them on one CONF
-    # (oslo.config accepts a re-registration only when the option is equal in every field).
-    _opts = [
-        cfg.BoolOpt(
-            "disable_process_locking",
-            default=False,
-            help="Enables or disables inter-process locks.",
-        ),
-        cfg.StrOpt(
-            "lock_path",
-            default=os.environ.get("OSLO_LOCK_PATH"),
-            help="Directory to use for lock files.  For security, the "
-            "specified directory should only be writable by the user "
-            "running the processes that need locking. "
-            "Defaults to environment variable OSLO_LOCK_PATH. "
-            "If external locks are used, a lock path must be set.",
-        ),
-    ]
+    try:
+        # A partial migration runs both libraries in one process: register oslo's own option
+        # objects, so either library's set_defaults() changes the one lock_path both read.
+        from oslo_concurrency.lockutils import _opts
+    except ImportError:
+        _opts = [
+            cfg.BoolOpt(
+                "disable_process_locking",
+                default=False,
+                help="Enables or disables inter-process locks.",
+            ),
+            cfg.StrOpt(
+                "lock_path",
+                default=os.environ.get("OSLO_LOCK_PATH"),
+                help="Directory to use for lock files.  For security, the "
+                "specified directory should only be writable by the user "
+                "running the processes that need locking. "
+                "Defaults to environment variable OSLO_LOCK_PATH. "
+                "If external locks are used, a lock path must be set.",
+            ),
+        ]
     CONF = cfg.CONF
 
+
 def _register_opts(conf: Any) -> None:
-    try:
-        conf.register_opts(_opts, group="oslo_concurrency")
-    except cfg.DuplicateOptError:
-        pass  # registered by oslo.concurrency with other help text: reading works the same
+    conf.register_opts(_opts, group="oslo_concurrency")
 
 if cfg is not None:
     _register_opts(CONF)
@@ -78,8 +79,8 @@ _MISSING_LOCK_PATH = (
 
 def set_defaults(lock_path: str) -> None:
     """Set the default lock_path (tests use it to point at a temporary directory)."""
-    if CONF is not None:
-        CONF.set_default("lock_path", lock_path, group="oslo_concurrency")
+    if cfg is not None:
+        cfg.set_defaults(_opts, lock_path=lock_path)
     else:
         os.environ["OSLO_LOCK_PATH"] = lock_path
 

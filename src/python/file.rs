@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::{not_acquired, to_pyerr};
@@ -112,6 +113,9 @@ impl FileLock {
     #[new]
     #[pyo3(signature = (path, *, blocking=true, timeout=None))]
     fn new(path: PathBuf, blocking: bool, timeout: Option<f64>) -> PyResult<Self> {
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(PyValueError::new_err("lock file path contains a NUL byte"));
+        }
         let name = path.to_string_lossy().into_owned();
         Ok(FileLock {
             core: CoreFileLock::new(&path),
