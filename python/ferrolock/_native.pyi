@@ -17,12 +17,12 @@ from typing_extensions import Self, final
 
 __version__: str
 __all__ = [
-    "__version__",
     "FileLock",
     "InternalLock",
     "LockRegistry",
     "ReaderWriterLock",
     "Semaphore",
+    "__version__",
     "cached_lock_files",
     "external_lock",
     "internal_lock",
@@ -105,8 +105,7 @@ class LockRegistry:
 class ReaderWriterLock:
     """Fair reader-writer lock; owners are thread (or greenthread) ids chosen by the caller."""
 
-    def __new__(
-        cls, name: Optional[str] = None) -> Self: ...
+    def __new__(cls, name: Optional[str] = None) -> Self: ...
     @property
     def name(self) -> Optional[str]: ...
     def acquire_read(

@@ -20,7 +20,7 @@ import logging
 import os
 import signal
 import sys
-from typing import List, Optional, Sequence, Tuple, Type
+from typing import List, Optional, Sequence, Set, Tuple, Type
 
 from ferrolock.holders import LockFileStatus, list_holders, process_name, status_of
 
@@ -78,6 +78,8 @@ def _positive_int(text: str) -> int:
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = sub.add_parser(
         "run",
+        usage=f"{PROG} run [-h] [--lock-path DIR] [--prefix P] [--timeout S | -n] [-v] "
+        "NAME -- CMD [ARG...]",
         help="run a command while holding an external (inter-process) lock",
         description="Hold the external lock NAME (the same lock file oslo.concurrency's "
         "lockutils.lock(NAME, external=True) uses) while CMD runs; exit with CMD's exit code.",
@@ -85,17 +87,24 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "126/127 CMD not executable/not found",
     )
     run.add_argument("name", metavar="NAME", help="lock name")
-    run.add_argument("--lock-path", metavar="DIR", help="lock directory "
-                     "(default: [oslo_concurrency] lock_path, i.e. $OSLO_LOCK_PATH)")
+    run.add_argument(
+        "--lock-path",
+        metavar="DIR",
+        help="lock directory (default: [oslo_concurrency] lock_path, i.e. $OSLO_LOCK_PATH)",
+    )
     run.add_argument("--prefix", metavar="P", help="lock_file_prefix, as in lockutils")
     wait = run.add_mutually_exclusive_group()
-    wait.add_argument("--timeout", metavar="S", type=_seconds,
-                      help="give up after S seconds of waiting (exit 75)")
-    wait.add_argument("-n", "--no-wait", action="store_true",
-                      help="fail at once (exit 75) if the lock is held")
+    wait.add_argument(
+        "--timeout", metavar="S", type=_seconds, help="give up after S seconds of waiting (exit 75)"
+    )
+    wait.add_argument(
+        "-n", "--no-wait", action="store_true", help="fail at once (exit 75) if the lock is held"
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="log lock activity to stderr")
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD...",
-                     help="the command and its arguments")
+    # main() splits argv at "--" itself: argparse.REMAINDER would also swallow options after NAME.
+    run.add_argument(
+        "command", nargs="*", metavar="CMD", help="the command and its arguments, after --"
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -107,10 +116,14 @@ def _add_holders(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "and the lock kind: 'ofd' (ferrolock), 'posix' (fcntl.lockf: oslo.concurrency, "
         "fasteners) or 'flock'.",
     )
-    holders.add_argument("--lock-path", metavar="DIR", help="lock directory "
-                         "(default: [oslo_concurrency] lock_path, i.e. $OSLO_LOCK_PATH)")
-    holders.add_argument("--json", action="store_true",
-                         help='print {"lock_path": DIR, "locks": [...]} as JSON')
+    holders.add_argument(
+        "--lock-path",
+        metavar="DIR",
+        help="lock directory (default: [oslo_concurrency] lock_path, i.e. $OSLO_LOCK_PATH)",
+    )
+    holders.add_argument(
+        "--json", action="store_true", help='print {"lock_path": DIR, "locks": [...]} as JSON'
+    )
     holders.set_defaults(func=cmd_holders)
 
 
@@ -123,15 +136,32 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "a shared counter prove that no two flattens overlapped.",
         epilog="exit codes: 0 PASS; 1 overlapping flattens; 2 bad usage or backend not available",
     )
-    demo.add_argument("--workers", type=_positive_int, default=4, metavar="N",
-                      help="number of worker processes (default 4)")
-    demo.add_argument("--rounds", type=_positive_int, default=3, metavar="R",
-                      help="timer wake-ups per worker (default 3)")
-    demo.add_argument("--backend", metavar="URL", default="file://",
-                      help="lock backend; file:///DIR (default: file:// in a fresh temp dir)")
+    demo.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="number of worker processes (default 4)",
+    )
+    demo.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=3,
+        metavar="R",
+        help="timer wake-ups per worker (default 3)",
+    )
+    demo.add_argument(
+        "--backend",
+        metavar="URL",
+        default="file://",
+        help="lock backend; file:///DIR (default: file:// in a fresh temp dir)",
+    )
     demo.add_argument("--seed", type=int, default=None, help="random seed for the jitter")
-    demo.add_argument("--no-lock", action="store_true",
-                      help="flatten without taking the lock, to watch the final check fail")
+    demo.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="flatten without taking the lock, to watch the final check fail",
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -152,15 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configured_lock_path() -> Optional[str]:
     """The lock directory lockutils would use by default, or None if none is configured."""
-    try:
-        from ferrolock import lockutils
-    except ImportError:
-        lockutils = None  # type: ignore[assignment]
-    conf = getattr(lockutils, "CONF", None)
-    if lockutils is not None and conf is not None:
+    from ferrolock import lockutils
+
+    conf = getattr(lockutils, "CONF", None)  # only there when oslo.config is installed
+    if conf is not None:
         try:
             path = lockutils.get_lock_path(conf)
-        except Exception:  # noqa: BLE001 - any config trouble means "not configured" here
+        except Exception:  # any config trouble means "not configured" here
             path = None
         if path:
             return str(path)
@@ -189,10 +217,17 @@ _NO_LOCK_PATH_HINT = (
 # ------------------------------------------------------------------------------------------ run
 
 
+def _split_argv(argv: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Split ``... run ... -- CMD...`` into (options, command); command is [] without "--"."""
+    argv = list(argv)
+    if "run" in argv and "--" in argv and argv.index("run") < argv.index("--"):
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1 :]
+    return argv, []
+
+
 def _command_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> List[str]:
-    command = list(args.command)
-    if command and command[0] == "--":  # argparse keeps the separator in a REMAINDER
-        command = command[1:]
+    command = [*args.command, *args.after_dashdash]
     if not command:
         parser.error("run: missing command (use: ferrolock run NAME [options] -- CMD...)")
     return command
@@ -202,13 +237,13 @@ def _lock_file_for_message(args: argparse.Namespace) -> Optional[str]:
     try:
         from ferrolock import lock_file_path
 
-        return lock_file_path(args.name, args.prefix, args.lock_path)
-    except Exception:  # noqa: BLE001 - only used to make a message nicer
+        return str(lock_file_path(args.name, args.prefix, args.lock_path))
+    except Exception:  # only used to make a message nicer
         return None
 
 
 def _describe_holder(path: Optional[str]) -> str:
-    """" (held by pid 123 python3, ofd)" for error messages, "" if unknown."""
+    """Holder details for error messages, like ', held by pid 123 python3, ofd lock'."""
     if path is None:
         return ""
     try:
@@ -219,7 +254,7 @@ def _describe_holder(path: Optional[str]) -> str:
         return ""
     pids = ", ".join(f"{pid} {process_name(pid) or '?'}" for pid in status.holder_pids)
     who = f"pid {pids}" if pids else "an unknown process"
-    return f" (held by {who}, {status.kind} lock)"
+    return f", held by {who}, {status.kind} lock"
 
 
 def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -242,13 +277,16 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return run_child(command)
     except LockTimeout:
         path = _lock_file_for_message(args)
-        _err(f"timed out after {args.timeout:g} s waiting for lock {args.name!r} "
-             f"({path}){_describe_holder(path)}; {command[0]} was not run")
+        _err(
+            f"timed out after {args.timeout:g} s waiting for lock {args.name!r} "
+            f"({path}{_describe_holder(path)}); {command[0]} was not run"
+        )
         return EX_TEMPFAIL
     except AcquireLockFailedException:
         path = _lock_file_for_message(args)
-        _err(f"lock {args.name!r} is busy ({path}){_describe_holder(path)}; "
-             f"{command[0]} was not run")
+        _err(
+            f"lock {args.name!r} is busy ({path}{_describe_holder(path)}); {command[0]} was not run"
+        )
         return EX_TEMPFAIL
     except config_errors as exc:
         _err(f"cannot lock {args.name!r}: {exc}")
@@ -273,14 +311,17 @@ def run_child(command: Sequence[str]) -> int:
     that the sender is known: a signal the tty sent to the whole foreground process group already
     reached the child (it is in our group) and forwarding it would deliver it twice.
     """
-    watched = {*_FORWARDED, signal.SIGCHLD}
+    watched: Set[int] = {*_FORWARDED, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
     try:
         try:
             # posix_spawn lets us hand the child our *original* signal mask atomically.
             pid = os.posix_spawnp(
-                command[0], list(command), dict(os.environ),
-                setsigmask=old_mask, setsigdef=_python_ignored_signals(),
+                command[0],
+                list(command),
+                dict(os.environ),
+                setsigmask=old_mask,
+                setsigdef=_python_ignored_signals(),
             )
         except FileNotFoundError:
             _err(f"{command[0]}: command not found")
@@ -296,7 +337,7 @@ def run_child(command: Sequence[str]) -> int:
     return 128 - code if code < 0 else code
 
 
-def _supervise(pid: int, watched: set[int]) -> int:
+def _supervise(pid: int, watched: Set[int]) -> int:
     """Wait for ``pid`` while forwarding signals; return its raw wait status."""
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -314,7 +355,7 @@ def _supervise(pid: int, watched: set[int]) -> int:
             pass  # exited meanwhile; waitpid reports it next
 
 
-def _drain(watched: set[int]) -> None:
+def _drain(watched: Set[int]) -> None:
     while signal.sigtimedwait(watched, 0) is not None:
         pass
 
@@ -334,8 +375,15 @@ def _print_table(lock_path: str, statuses: Sequence[LockFileStatus]) -> None:
     table = [("NAME", "STATE", "KIND", "WAITERS", "HOLDER PIDS")]
     for s in statuses:
         holders = _format_pids(s.holder_pids) if s.holder_pids else ("?" if s.held else "")
-        table.append((s.name, "held" if s.held else "free", s.kind or "",
-                      str(s.waiters) if s.held or s.waiters else "", holders))
+        table.append(
+            (
+                s.name,
+                "held" if s.held else "free",
+                s.kind or "",
+                str(s.waiters) if s.held or s.waiters else "",
+                holders,
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         cells = [cell.ljust(width) for cell, width in zip(row, widths)]
@@ -383,9 +431,11 @@ def cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    head, tail = _split_argv(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(head)
+    args.after_dashdash = tail
     try:
-        result: int = args.func(args, parser)
+        result = int(args.func(args, parser))
     except BrokenPipeError:
         # `ferrolock holders | head`: not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

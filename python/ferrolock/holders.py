@@ -174,13 +174,13 @@ def _collect(files: Dict[str, LockFileStatus]) -> None:
             _add_holder(status, entry.kind, entry.pid if entry.pid > 0 else pid)
 
     for entry in _system_locks():
-        status = by_key.get(entry.key)
-        if status is None:
+        matched = by_key.get(entry.key)
+        if matched is None:
             continue
         if entry.waiter:
-            status.waiters += 1
+            matched.waiters += 1
         else:
-            _add_holder(status, entry.kind, entry.pid)
+            _add_holder(matched, entry.kind, entry.pid)
 
 
 def list_holders(lock_path: str) -> list[LockFileStatus]:

@@ -69,6 +69,7 @@ if cfg is not None:
 def _register_opts(conf: Any) -> None:
     conf.register_opts(_opts, group="oslo_concurrency")
 
+
 if cfg is not None:
     _register_opts(CONF)
 
@@ -77,6 +78,7 @@ _MISSING_LOCK_PATH = (
     "variable, or install oslo.config and set [oslo_concurrency] lock_path"
 )
 
+
 def set_defaults(lock_path: str) -> None:
     """Set the default lock_path (tests use it to point at a temporary directory)."""
     if cfg is not None:
@@ -84,10 +86,12 @@ def set_defaults(lock_path: str) -> None:
     else:
         os.environ["OSLO_LOCK_PATH"] = lock_path
 
+
 def get_lock_path(conf: Any) -> Optional[str]:
     """The lock_path of an oslo.config ``ConfigOpts``."""
     _register_opts(conf)
     return cast(Optional[str], conf.oslo_concurrency.lock_path)
+
 
 def _lock_dir(lock_path: Optional[str]) -> str:
     if lock_path:
@@ -102,13 +106,16 @@ def _lock_dir(lock_path: Optional[str]) -> str:
         raise LockPathError(None, _MISSING_LOCK_PATH)
     return configured
 
+
 def _process_locking_disabled() -> bool:
     return CONF is not None and bool(CONF.oslo_concurrency.disable_process_locking)
+
 
 def _get_lock_path(
     name: str, lock_file_prefix: Optional[str], lock_path: Optional[str] = None
 ) -> str:
     return os.fspath(_native.lock_file_path(_lock_dir(lock_path), name, lock_file_prefix))
+
 
 class Semaphores:
     """A container of named in-process locks; a name's lock exists while someone uses it."""
@@ -123,13 +130,16 @@ class Semaphores:
     def __len__(self) -> int:
         return len(self._registry)
 
+
 class _ProcessSemaphores(Semaphores):
     """The default container: the process-wide registry behind ``InternalLock(name)``."""
 
     def __init__(self) -> None:
         self._registry = _native.LockRegistry.default()
 
+
 _semaphores: Semaphores = _ProcessSemaphores()
+
 
 class FairLocks:
     """A container of fair reader-writer locks; a name's lock exists while someone uses it."""
@@ -137,14 +147,15 @@ class FairLocks:
     def get(self, name: str) -> ReaderWriterLock:
         return ReaderWriterLock(name)
 
+
 _fair_locks = FairLocks()
+
 
 def internal_fair_lock(name: str) -> ReaderWriterLock:
     return _fair_locks.get(name)
 
-def internal_lock(
-    name: str, semaphores: Optional[Semaphores] = None, blocking: bool = True
-) -> Any:
+
+def internal_lock(name: str, semaphores: Optional[Semaphores] = None, blocking: bool = True) -> Any:
     """The in-process lock ``name``; with ``blocking=False`` its ``with`` raises
     AcquireLockFailedException instead of waiting."""
     if semaphores is None:
@@ -153,11 +164,13 @@ def internal_lock(
         return semaphores._registry.get(name, blocking=blocking)
     return _held(semaphores.get(name), name, blocking, None)
 
+
 def external_lock(
     name: str, lock_file_prefix: Optional[str] = None, lock_path: Optional[str] = None
 ) -> _native.FileLock:
     """The inter-process lock of ``name`` (its file alone, without the in-process lock)."""
     return _native.FileLock(_get_lock_path(name, lock_file_prefix, lock_path))
+
 
 def remove_external_lock_file(
     name: str,
@@ -178,11 +191,14 @@ def remove_external_lock_file(
         except OSError:
             LOG.warning("Failed to remove file %(file)s", {"file": lock_file_path})
 
+
 def _deadline(timeout: Optional[float]) -> Optional[float]:
     return None if timeout is None else time.monotonic() + timeout
 
+
 def _left(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else max(0.0, deadline - time.monotonic())
+
 
 @contextlib.contextmanager
 def _held(
@@ -202,6 +218,7 @@ def _held(
     finally:
         lk.release()
 
+
 @contextlib.contextmanager
 def _fair_held(name: str, blocking: bool, timeout: Optional[float]) -> Iterator[Any]:
     rw = internal_fair_lock(name)
@@ -211,6 +228,7 @@ def _fair_held(name: str, blocking: bool, timeout: Optional[float]) -> Iterator[
         yield rw
     finally:
         rw.release_write()
+
 
 @contextlib.contextmanager
 def _layered_lock(
@@ -250,6 +268,7 @@ def _layered_lock(
         finally:
             if do_log:
                 LOG.debug('Releasing lock "%(lock)s"', {"lock": name})
+
 
 def lock(
     name: str,
@@ -294,9 +313,11 @@ def lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
     )
 
+
 def lock_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:
     """``lock`` with ``lock_file_prefix`` bound (``nova`` and ``nova-`` are equal)."""
     return functools.partial(lock, lock_file_prefix=lock_file_prefix)
+
 
 def _callable_name(f: Any) -> str:
     """oslo_utils.reflection.get_callable_name, as oslo's log lines name functions."""
@@ -311,6 +332,7 @@ def _callable_name(f: Any) -> str:
         return ".".join((f.__module__, f.__qualname__))
     cls = f if isinstance(f, type) else type(f)
     return ".".join((cls.__module__, getattr(cls, "__qualname__", cls.__name__)))
+
 
 def synchronized(
     name: str,
@@ -384,13 +406,16 @@ def synchronized(
 
     return wrap
 
+
 def synchronized_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:
     """``synchronized`` with ``lock_file_prefix`` bound."""
     return functools.partial(synchronized, lock_file_prefix=lock_file_prefix)
 
+
 def remove_external_lock_file_with_prefix(lock_file_prefix: str) -> Callable[..., None]:
     """``remove_external_lock_file`` with ``lock_file_prefix`` bound."""
     return functools.partial(remove_external_lock_file, lock_file_prefix=lock_file_prefix)
+
 
 def _lock_wrapper(argv: Sequence[str]) -> int:
     """Run ``argv[1:]`` with OSLO_LOCK_PATH set to a fresh directory, removed afterwards."""
@@ -401,12 +426,14 @@ def _lock_wrapper(argv: Sequence[str]) -> int:
     finally:
         shutil.rmtree(lock_dir, ignore_errors=True)
 
+
 def main() -> None:
     """The ``ferrolock-wrapper`` console script (oslo's ``lockutils-wrapper``)."""
     if len(sys.argv) < 2:
         sys.stderr.write("usage: ferrolock-wrapper COMMAND [ARG...]\n")
         sys.exit(2)
     sys.exit(_lock_wrapper(sys.argv))
+
 
 __all__ = [
     "CONF",
