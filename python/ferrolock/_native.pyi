@@ -163,7 +163,6 @@ def external_lock(
     lock_path: Union[str, PathLike[str]],
     name: str,
     lock_file_prefix: Optional[str] = None,
-    *,
     blocking: bool = True,
     timeout: Optional[float] = None,
 ) -> FileLock:

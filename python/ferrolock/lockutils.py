@@ -30,6 +30,7 @@ from ferrolock.rwlock import ReaderWriterLock
 
 LOG = logging.getLogger(__name__)
 _internal_lock = _native.internal_lock
+_external_lock = _native.external_lock
 _DEBUG = logging.DEBUG
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,11 +94,27 @@ def get_lock_path(conf: Any) -> Optional[str]:
     return cast(Optional[str], conf.oslo_concurrency.lock_path)
 
 
+def _option(name: str) -> Any:
+    """``CONF.oslo_concurrency.<name>``, read through oslo.config's own value cache first.
+
+    The attribute path costs two failed attribute lookups (exceptions) per read, more than a
+    whole lock cycle; oslo.config clears that cache whenever a value can change (overrides,
+    defaults, reloads), so a hit is exactly what the attribute path would return.
+    """
+    cache = vars(CONF).get("_ConfigOpts__cache")
+    if cache is not None:
+        try:
+            return cache[("oslo_concurrency", name)]
+        except KeyError:
+            pass
+    return getattr(CONF.oslo_concurrency, name)
+
+
 def _lock_dir(lock_path: Optional[str]) -> str:
     if lock_path:
         return lock_path
     if CONF is not None:
-        configured = CONF.oslo_concurrency.lock_path
+        configured = _option("lock_path")
         if not configured:
             raise cfg.RequiredOptError("lock_path", cfg.OptGroup("oslo_concurrency"))
         return cast(str, configured)
@@ -108,7 +125,7 @@ def _lock_dir(lock_path: Optional[str]) -> str:
 
 
 def _process_locking_disabled() -> bool:
-    return CONF is not None and bool(CONF.oslo_concurrency.disable_process_locking)
+    return CONF is not None and bool(_option("disable_process_locking"))
 
 
 def _get_lock_path(
@@ -306,9 +323,7 @@ def lock(
                 return _internal_lock(name)
             return _internal_lock(name, blocking, timeout)
         if not _process_locking_disabled():
-            return _native.external_lock(
-                _lock_dir(lock_path), name, lock_file_prefix, blocking=blocking, timeout=timeout
-            )
+            return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
     return _layered_lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
     )

@@ -28,7 +28,7 @@ pub fn lock_file_path(
 /// Lock `name` as oslo's `lock(name, external=True)` takes it: the in-process lock of that name
 /// (so internal and external users of one name exclude each other, as in oslo), then the file.
 #[pyfunction]
-#[pyo3(signature = (lock_path, name, lock_file_prefix=None, *, blocking=true, timeout=None))]
+#[pyo3(signature = (lock_path, name, lock_file_prefix=None, blocking=true, timeout=None))]
 pub fn external_lock(
     lock_path: PathBuf,
     name: &str,
