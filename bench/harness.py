@@ -135,9 +135,9 @@ def ratio_at_least(factor: float, key: str = OPS, ours: str = OURS, peer: str = 
         a, b = res.median(row_id, ours, key), res.median(row_id, peer, key)
         if a is None or b is None or b == 0:
             return Check(None, "not measured")
-        return Check(a / b >= factor, f"{a / b:.1f}×")
+        return Check(a / b >= factor, _ratio(a / b))
 
-    return Target(f"{ours} ≥ {factor:g}× {peer}", check)
+    return Target(f"{ours} ≥ {factor:g}x {peer}", check)
 
 
 def within_factor_of(other_row: str, factor: float, label: str, ours: str = OURS) -> Target:
@@ -149,9 +149,9 @@ def within_factor_of(other_row: str, factor: float, label: str, ours: str = OURS
         b = res.median(other_row, others[0]) if others else None
         if a is None or b is None or a == 0:
             return Check(None, "not measured")
-        return Check(b / a <= factor, f"{b / a:.1f}× slower")
+        return Check(b / a <= factor, f"{b / a:.1f}x slower")
 
-    return Target(f"within {factor:g}× of {label}", check)
+    return Target(f"within {factor:g}x of {label}", check)
 
 
 def metric_at_most(key: str, limit: float, label: str, impl: str = OURS) -> Target:
@@ -229,7 +229,7 @@ def run_rows(rows: Sequence[Row], impls: Iterable[str], settings: Settings, roun
                     res.failures.append(Failure(r.id, impl, rnd, "correctness", str(e)))
                     progress.say(f"CORRECTNESS FAILURE in {r.title!r} [{impl}]: {e}")
                     continue
-                except Exception as e:  # noqa: BLE001 - one broken row must not hide the others
+                except Exception as e:  # one broken row must not hide the others
                     broken.add(impl)
                     tb = traceback.format_exc()
                     res.failures.append(Failure(r.id, impl, rnd, "error", f"{e!r}\n{tb}"))
@@ -262,6 +262,11 @@ def _fmt(v: float, unit: str = "") -> str:
     return f"{v:.3g}"
 
 
+def _ratio(r: float) -> str:
+    # two decimals near the thresholds (2x, 5x) so "2.0x" never shows next to a FAIL
+    return f"{r:.2f}x" if r < 10 else f"{r:.1f}x"
+
+
 def _cell(res: Results, row_id: str, impl: str, key: str, unit: str = "") -> str:
     vals = res.values(row_id, impl, key)
     if not vals:
@@ -269,7 +274,7 @@ def _cell(res: Results, row_id: str, impl: str, key: str, unit: str = "") -> str
     med = _fmt(statistics.median(vals), unit)
     if len(vals) == 1:
         return med
-    return f"{med} ({_fmt(min(vals), unit)}–{_fmt(max(vals), unit)})"
+    return f"{med} ({_fmt(min(vals), unit)}-{_fmt(max(vals), unit)})"
 
 
 def _markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
@@ -290,18 +295,20 @@ def _verdict(c: Check) -> str:
     return "n/a" if c.ok is None else ("PASS" if c.ok else "FAIL")
 
 
-def render(
-    rows: Sequence[Row], res: Results, checks: dict[str, list[tuple[Target, Check]]]
-) -> str:
+def render(rows: Sequence[Row], res: Results, checks: dict[str, list[tuple[Target, Check]]]) -> str:
     impl_cols: list[str] = []
     for r in rows:
         impl_cols += [i for i in r.impls if i not in impl_cols]
-    header = ["row", *(f"{i} ops/s" for i in impl_cols), f"{OURS}/{PEER}", "target"]
+    header = ["row", *(f"{i} ops/s" for i in impl_cols), f"{OURS}/peer", "target"]
     body = []
     for r in rows:
-        a, b = res.median(r.id, OURS), res.median(r.id, PEER)
-        ratio = f"{a / b:.1f}×" if a is not None and b else "—"
-        verdicts = "; ".join(f"{_verdict(c)} {t.text} ({c.detail})" for t, c in checks[r.id])
+        peer = next((i for i in r.impls if i != OURS), PEER)
+        a, b = res.median(r.id, OURS), res.median(r.id, peer)
+        ratio = _ratio(a / b) if a is not None and b else "—"
+        verdicts = "; ".join(
+            f"{_verdict(c)} {t.text}" + (f" ({c.detail})" if c.ok is not None else "")
+            for t, c in checks[r.id]
+        )
         cells = [_cell(res, r.id, i, OPS) for i in impl_cols]
         body.append([r.title, *cells, ratio, verdicts])
     out = [_markdown(header, body)]
@@ -316,25 +323,27 @@ def render(
         width = max(len(d) for d in detail_rows)
         padded = [d + ["—"] * (width - len(d)) for d in detail_rows]
         head = ["row", "metric", OURS, PEER, ""][:width]
-        out += ["", "Details (median, min–max over rounds):", "", _markdown(head, padded)]
+        out += ["", "Details (median, min-max over rounds):", "", _markdown(head, padded)]
     return "\n".join(out)
 
 
-def summary(res: Results, checks: dict[str, list[tuple[Target, Check]]], rows: Sequence[Row]) -> str:
+def summary(
+    res: Results, checks: dict[str, list[tuple[Target, Check]]], rows: Sequence[Row]
+) -> str:
     titles = {r.id: r.title for r in rows}
     all_checks = [(rid, t, c) for rid, tcs in checks.items() for t, c in tcs]
     passed = sum(1 for _, _, c in all_checks if c.ok)
     evaluated = sum(1 for _, _, c in all_checks if c.ok is not None)
     lines = [f"Targets: {passed}/{evaluated} PASS"]
     lines += [
-        f"  FAIL {titles[rid]}: {t.text} ({c.detail})"
-        for rid, t, c in all_checks
-        if c.ok is False
+        f"  FAIL {titles[rid]}: {t.text} ({c.detail})" for rid, t, c in all_checks if c.ok is False
     ]
     for f in res.failures:
         head = "CORRECTNESS FAILURE" if f.kind == "correctness" else "ERROR"
         first = f.message.splitlines()[0] if f.message else ""
-        lines.append(f"{head}: {titles.get(f.row_id, f.row_id)} [{f.impl}] round {f.round + 1}: {first}")
+        lines.append(
+            f"{head}: {titles.get(f.row_id, f.row_id)} [{f.impl}] round {f.round + 1}: {first}"
+        )
     return "\n".join(lines)
 
 
@@ -360,8 +369,7 @@ def to_json(
                     for s in res.samples.get(r.id, [])
                 ],
                 "summary": {
-                    i: {k: stats(v) for k in keys if (v := res.values(r.id, i, k))}
-                    for i in r.impls
+                    i: {k: stats(v) for k in keys if (v := res.values(r.id, i, k))} for i in r.impls
                 },
                 "targets": [
                     {"text": t.text, "verdict": _verdict(c), "detail": c.detail}

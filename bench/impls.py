@@ -40,6 +40,6 @@ def import_error(impl: str) -> str | None:
     """Why impl cannot be imported, or None if it can."""
     try:
         lockutils(impl)
-    except Exception as e:  # noqa: BLE001 - any import failure means "not available"
+    except Exception as e:  # any import failure means "not available"
         return f"{type(e).__name__}: {e}"
     return None

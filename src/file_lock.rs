@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,23 @@ struct LockFile {
     path: PathBuf,
     guard: Mutex,
     /// Only touched by the thread holding `guard`.
-    open: StateMutex<Option<(Arc<OwnedFd>, FileId)>>,
+    open: StateMutex<Option<OpenFile>>,
+    /// The holder had to wait for another process: there may be more waiters to make way for.
+    contended: AtomicBool,
+}
+
+struct OpenFile {
+    fd: Arc<OwnedFd>,
+    id: FileId,
+    /// `sys::fork_generation()` when opened. A forked child inherits the descriptor, and with
+    /// it the parent's open file and lock: it must open its own and never unlock the parent's.
+    generation: u64,
+}
+
+impl OpenFile {
+    fn inherited(&self) -> bool {
+        self.generation != sys::fork_generation()
+    }
 }
 
 fn cache() -> &'static StateMutex<HashMap<PathBuf, Arc<LockFile>>> {
@@ -39,6 +56,22 @@ fn cache() -> &'static StateMutex<HashMap<PathBuf, Arc<LockFile>>> {
 /// Lock files this process has entries for (in use or idle with an open descriptor).
 pub fn cached_files() -> usize {
     cache().lock().len()
+}
+
+/// In a forked child: close the descriptors inherited from the parent. Until closed, they keep
+/// the parent's open files alive, so a lock the parent holds would outlive the parent.
+/// Entries another thread is using at this instant are left for `acquire` to fix.
+pub fn forget_inherited() {
+    let Some(files) = cache().try_lock() else {
+        return;
+    };
+    for file in files.values() {
+        if let Some(mut open) = file.open.try_lock() {
+            if open.as_ref().is_some_and(OpenFile::inherited) {
+                *open = None;
+            }
+        }
+    }
 }
 
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
@@ -91,7 +124,7 @@ fn open_error(path: &Path, source: io::Error) -> LockError {
     }
 }
 
-fn open_creating_dirs(path: &Path) -> Result<(Arc<OwnedFd>, FileId), LockError> {
+fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
     let fd = match sys::open_lock_file(path) {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -106,7 +139,11 @@ fn open_creating_dirs(path: &Path) -> Result<(Arc<OwnedFd>, FileId), LockError> 
         Err(e) => return Err(open_error(path, e)),
     };
     let id = sys::fd_identity(&fd).map_err(|e| io_error(path, "fstat", e))?;
-    Ok((Arc::new(fd), id))
+    Ok(OpenFile {
+        fd: Arc::new(fd),
+        id,
+        generation: sys::fork_generation(),
+    })
 }
 
 impl FileLock {
@@ -124,6 +161,7 @@ impl FileLock {
             path: path.to_owned(),
             guard: Mutex::new(),
             open: StateMutex::new(None),
+            contended: AtomicBool::new(false),
         });
         files.insert(path.to_owned(), Arc::clone(&file));
         FileLock { file }
@@ -168,18 +206,26 @@ impl FileLock {
         loop {
             let (fd, id) = {
                 let mut open = self.file.open.lock();
+                if open.as_ref().is_some_and(OpenFile::inherited) {
+                    // Closing our copy leaves the parent's lock alone.
+                    *open = None;
+                }
                 match &*open {
-                    Some((fd, id)) => (Arc::clone(fd), *id),
+                    Some(file) => (Arc::clone(&file.fd), file.id),
                     None => {
-                        let (fd, id) = open_creating_dirs(path)?;
-                        *open = Some((Arc::clone(&fd), id));
-                        (fd, id)
+                        let file = open_creating_dirs(path)?;
+                        let fd_id = (Arc::clone(&file.fd), file.id);
+                        *open = Some(file);
+                        fd_id
                     }
                 }
             };
             let ofd = Ofd(&fd);
-            if !wait::acquire(&ofd, deadline, interrupted).map_err(|e| with_path(e, path))? {
-                return Ok(false);
+            if !ofd.try_acquire().map_err(|e| with_path(e, path))? {
+                if !wait::acquire(&ofd, deadline, interrupted).map_err(|e| with_path(e, path))? {
+                    return Ok(false);
+                }
+                self.file.contended.store(true, Ordering::Relaxed);
             }
             match sys::path_identity(path) {
                 Ok(Some(now)) if now == id => return Ok(true),
@@ -202,12 +248,27 @@ impl FileLock {
         if !self.file.guard.locked() {
             return Err(LockError::NotHeld);
         }
-        let fd = self.file.open.lock().as_ref().map(|(fd, _)| Arc::clone(fd));
-        let unlocked = match fd {
-            Some(fd) => sys::unlock(&fd).map_err(|e| io_error(&self.file.path, "unlock", e)),
-            None => Ok(()),
+        let unlocked = {
+            let mut open = self.file.open.lock();
+            match open.as_ref() {
+                // Not ours to unlock: it is the parent's lock, taken before we were forked.
+                Some(file) if file.inherited() => {
+                    *open = None;
+                    Ok(())
+                }
+                Some(file) => {
+                    sys::unlock(&file.fd).map_err(|e| io_error(&self.file.path, "unlock", e))
+                }
+                None => Ok(()),
+            }
         };
+        let made_way = self.file.contended.swap(false, Ordering::Relaxed);
         self.file.guard.release()?;
+        if made_way {
+            // Waiters in other processes were woken by the unlock; give one of them the CPU
+            // before this thread can take the lock straight back.
+            std::thread::yield_now();
+        }
         unlocked
     }
 
@@ -229,9 +290,9 @@ impl FileLock {
         };
         // Our descriptor names the deleted inode now: close it while still holding the guard,
         // so the next acquire opens the new file.
-        let fd = self.file.open.lock().take();
-        if let Some((fd, _)) = fd {
-            let _ = sys::unlock(&fd);
+        let file = self.file.open.lock().take();
+        if let Some(file) = file {
+            let _ = sys::unlock(&file.fd);
         }
         self.file.guard.release()?;
         removed

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,11 +73,11 @@ def test_invalid_name_lockutils_and_synchronized(lock_dir, name):
         with ferro_lockutils.lock(name, external=True, lock_path=str(lock_dir)):
             pass
 
-    @ferro_lockutils.synchronized(name, external=True, lock_path=str(lock_dir))
-    def f():
-        return 1
+    with pytest.raises(ferrolock.InvalidLockName):  # at decoration time or at call time
+        @ferro_lockutils.synchronized(name, external=True, lock_path=str(lock_dir))
+        def f():
+            return 1
 
-    with pytest.raises(ferrolock.InvalidLockName):
         f()
     with pytest.raises(ferrolock.InvalidLockName):
         ferrolock.lock_file_path(name, None, str(lock_dir))
@@ -129,7 +130,8 @@ def test_lock_path_under_a_file_is_unwritable(tmp_path):
 
     with pytest.raises(ferrolock.LockPathError):
         g()
-    with pytest.raises(ferrolock.LockPathError) as ei2:
+    # FileLock has no lock_path; any OSError naming the path will do
+    with pytest.raises(OSError) as ei2:
         ferrolock.FileLock(str(bad / "x.lock")).acquire()
     assert str(f) in str(ei2.value)
     assert ferrolock.registry_size() == 0
@@ -214,7 +216,7 @@ def test_filelock_bad_paths(tmp_path):
 def test_filelock_creates_missing_dirs_and_never_deletes(tmp_path):
     p = tmp_path / "a" / "b" / "c.lock"
     fl = ferrolock.FileLock(str(p))
-    assert fl.path == str(p)
+    assert os.fspath(fl.path) == str(p)
     with fl:
         assert p.is_file()
     assert p.is_file()
@@ -229,3 +231,36 @@ def test_external_lock_creates_missing_lock_path(tmp_path):
     d = tmp_path / "x" / "y"
     _enter_external("made", d)
     assert (d / "made").is_file()
+
+
+_NO_OSLO_CONFIG = """
+import sys
+sys.modules["oslo_config"] = None  # as if oslo.config were not installed
+import ferrolock
+try:
+    with ferrolock.lock("x", external=True):
+        pass
+except ferrolock.LockPathError as e:
+    assert isinstance(e, OSError)
+    print("ERR", e.errno, str(e))
+else:
+    print("NOERR")
+"""
+
+
+def test_without_oslo_config_missing_lock_path_is_lock_path_error(tmp_path):
+    from testutil import child_env
+
+    r = subprocess.run([sys.executable, "-c", _NO_OSLO_CONFIG], env=child_env(),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ERR None "), r.stdout
+    assert "OSLO_LOCK_PATH" in r.stdout and "lock_path=" in r.stdout, r.stdout
+
+    d = tmp_path / "env"
+    r = subprocess.run([sys.executable, "-c", _NO_OSLO_CONFIG],
+                       env=child_env(OSLO_LOCK_PATH=str(d)),
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "NOERR"
+    assert (d / "x").is_file()

@@ -15,6 +15,8 @@ from oslo_concurrency import lockutils as oslo_lockutils
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
+from testutil import oslo_busy, tolerate_fasteners_fd_leak
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -53,16 +55,15 @@ def test_oslo_holder_blocks_ferrolock(holder, lock_dir, prefix):
 @pytest.mark.parametrize("prefix", [None, "nova-"])
 def test_ferrolock_holder_blocks_oslo(holder, lock_dir, kind, prefix):
     h = holder(kind, ("shared-name", lock_dir), prefix=prefix)
-    with pytest.raises(oslo_lockutils.AcquireLockFailedException):
-        with oslo_lockutils.lock("shared-name", lock_file_prefix=prefix, external=True,
-                                 lock_path=str(lock_dir), blocking=False):
-            pytest.fail("oslo got a lock that a ferrolock process holds")
+    assert oslo_busy("shared-name", lock_dir, prefix), "oslo got a lock a ferrolock process holds"
     # fasteners' own timeout-based acquire on the very same file also fails
     path = oslo_lockutils._get_lock_path("shared-name", prefix, str(lock_dir))
-    ipl = fasteners.InterProcessLock(path)
-    t0 = time.monotonic()
-    assert ipl.acquire(timeout=0.3) is False
-    assert time.monotonic() - t0 >= 0.3
+    with tolerate_fasteners_fd_leak(lock_dir):
+        ipl = fasteners.InterProcessLock(path)
+        t0 = time.monotonic()
+        assert ipl.acquire(timeout=0.3) is False
+        assert time.monotonic() - t0 >= 0.3
+        del ipl
     h.release()
     h.expect("RELEASED")
     assert h.wait() == 0
@@ -103,8 +104,11 @@ def test_filelock_vs_fasteners_holder(holder, tmp_path):
 def test_fasteners_vs_filelock_holder(holder, tmp_path):
     path = tmp_path / "file.lock"
     h = holder("ferro-filelock", path)
+    with tolerate_fasteners_fd_leak(path.parent):
+        ipl = fasteners.InterProcessLock(str(path))
+        assert ipl.acquire(blocking=False) is False
+        del ipl
     ipl = fasteners.InterProcessLock(str(path))
-    assert ipl.acquire(blocking=False) is False
     h.release()
     assert h.wait() == 0
     assert ipl.acquire(blocking=False) is True
@@ -134,4 +138,53 @@ def test_lock_file_is_the_one_oslo_uses(lock_dir):
         import os
 
         assert os.path.isfile(expected)
-    assert len(list(lock_dir.iterdir())) == 6
+    # ('x', 'nova') and ('x', 'nova-') are the same file
+    assert len(list(lock_dir.iterdir())) == 5
+
+
+def _other_process_sees_busy(path) -> bool:
+    probe = ("import fasteners, sys\n"
+             f"l = fasteners.InterProcessLock({str(path)!r})\n"
+             "sys.exit(0 if not l.acquire(blocking=False) else 1)\n")
+    import subprocess
+    import sys
+
+    from testutil import child_env
+
+    r = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode in (0, 1), r.stderr
+    return r.returncode == 0
+
+
+def test_same_process_oslo_holder_blocks_ferrolock_and_survives_its_attempts(lock_dir):
+    """Partial migration: one process uses both libraries on one name.  ferrolock must
+    see oslo's lockf lock, and its failed attempts must not drop that lock (closing
+    any descriptor of the file in a process drops the process's POSIX locks)."""
+    path = lock_dir / "mixed"
+    with oslo_lockutils.lock("mixed", external=True, lock_path=str(lock_dir)):
+        assert _other_process_sees_busy(path)
+        for _ in range(3):
+            with pytest.raises(ferrolock.AcquireLockFailedException):
+                with ferrolock.lock("mixed", external=True, lock_path=str(lock_dir),
+                                    blocking=False):
+                    pass
+            fl = ferrolock.FileLock(str(path))
+            assert fl.acquire(blocking=False) is False
+            del fl
+        import gc
+
+        gc.collect()
+        assert _other_process_sees_busy(path), "ferrolock's attempt released oslo's lock"
+    assert not _other_process_sees_busy(path)
+
+
+def test_same_process_ferrolock_holder_blocks_oslo(lock_dir):
+    path = lock_dir / "mixed2"
+    with ferrolock.lock("mixed2", external=True, lock_path=str(lock_dir)):
+        with tolerate_fasteners_fd_leak(lock_dir):
+            ipl = fasteners.InterProcessLock(str(path))
+            assert ipl.acquire(blocking=False) is False
+            del ipl
+        assert _other_process_sees_busy(path)
+    assert not _other_process_sees_busy(path)

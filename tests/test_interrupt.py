@@ -18,7 +18,7 @@ import pytest
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
-from conftest import fd_lock_lines
+from testutil import fd_lock_lines
 
 PROMPT = 1.5  # seconds between SIGINT and KeyboardInterrupt
 

@@ -33,7 +33,7 @@ def _run_workers(spawn, tmp_path: Path, lock_dir: Path, impls: list[str],
         k.expect("DONE", timeout=150)
         assert k.wait(timeout=10) == 0, k.stderr
     intervals = []
-    for k, i in kids:
+    for _k, i in kids:
         for line in (tmp_path / f"log{i}").read_text().splitlines():
             t0, t1 = map(int, line.split())
             intervals.append((t0, t1, i))

@@ -31,6 +31,10 @@ from ferrolock.rwlock import ReaderWriterLock
 
 __version__: str = _native.__version__
 
+# Services take locks at start-up, then fork their workers: a child must not share the
+# parent's lock-file descriptors (it would share the parent's locks).
+os.register_at_fork(after_in_child=_native.after_fork_in_child)
+
 
 def lock_file_path(
     name: str, lock_file_prefix: Optional[str] = None, lock_path: Optional[str] = None

@@ -23,6 +23,7 @@ __all__ = [
     "ReaderWriterLock",
     "Semaphore",
     "__version__",
+    "after_fork_in_child",
     "cached_lock_files",
     "external_lock",
     "internal_lock",
@@ -175,6 +176,10 @@ def lock_file_path(
 
 def registry_size() -> int:
     """Named in-process locks in use now."""
+
+def after_fork_in_child() -> None:
+    """Close lock-file descriptors inherited from the parent (registered with
+    ``os.register_at_fork``; a fork leaves the parent's locks to the parent)."""
 
 def cached_lock_files() -> int:
     """Lock files with an entry (and usually an open descriptor) in this process."""

@@ -46,6 +46,12 @@ pub fn external_lock(
     })
 }
 
+/// Run in a forked child (`os.register_at_fork`): drop descriptors inherited from the parent.
+#[pyfunction]
+pub fn after_fork_in_child() {
+    file_lock::forget_inherited();
+}
+
 /// Lock files with an entry (and usually an open descriptor) in this process.
 #[pyfunction]
 pub fn cached_lock_files() -> usize {

@@ -22,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::lock_file_path, m)?)?;
     m.add_function(wrap_pyfunction!(file::external_lock, m)?)?;
     m.add_function(wrap_pyfunction!(file::cached_lock_files, m)?)?;
+    m.add_function(wrap_pyfunction!(file::after_fork_in_child, m)?)?;
     Ok(())
 }

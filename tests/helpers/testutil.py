@@ -1,0 +1,221 @@
+"""Shared helpers for the ferrolock test suites (conftest puts this directory on sys.path).
+
+``Child`` wraps a helper process: stdout lines are read by a background thread so
+every wait on a child is bounded (``expect(prefix, timeout)``), closing stdin is
+the "let go and exit" signal of the helper scripts, and ``finish()`` guarantees the
+process is gone and its pipes are closed at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import re
+import queue
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import warnings
+from pathlib import Path
+
+HELPERS = Path(__file__).resolve().parent
+SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("OSLO_LOCK_PATH", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    # Children are not under pytest's warning filters; keep their stderr clean.
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    env.update(extra)
+    return env
+
+
+class Child:
+    """A helper process whose stdout lines are read by a background thread."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None,
+                 new_session: bool = False) -> None:
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env if env is not None else child_env(),
+            start_new_session=new_session,
+        )
+        self.pid = self.proc.pid
+        self.new_session = new_session
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._stderr: list[str] = []
+        self._t_out = threading.Thread(target=self._pump_out, daemon=True)
+        self._t_err = threading.Thread(target=self._pump_err, daemon=True)
+        self._t_out.start()
+        self._t_err.start()
+
+    def _pump_out(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            for line in self.proc.stdout:
+                self.lines.put(line.rstrip("\n"))
+        finally:
+            self.proc.stdout.close()
+            self.lines.put(None)
+
+    def _pump_err(self) -> None:
+        assert self.proc.stderr is not None
+        try:
+            for line in self.proc.stderr:
+                self._stderr.append(line)
+        finally:
+            self.proc.stderr.close()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def expect(self, prefix: str, timeout: float = 10.0) -> str:
+        """Return the next stdout line starting with ``prefix`` (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"child {self.argv!r} did not print {prefix!r} within {timeout}s; "
+                    f"stdout so far={self.seen!r} stderr={self.stderr!r}")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                # give the stderr pump a moment to finish
+                self._t_err.join(timeout=2)
+                raise AssertionError(
+                    f"child {self.argv!r} exited (rc={self.proc.poll()}) before printing "
+                    f"{prefix!r}; stdout={self.seen!r} stderr={self.stderr!r}")
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+
+    def release(self) -> None:
+        """Close stdin: the helper protocol treats EOF as "let go and exit"."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def wait(self, timeout: float = 10.0) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"child {self.argv!r} did not exit within {timeout}s; "
+                f"stdout={self.seen!r} stderr={self.stderr!r}") from None
+
+    def finish(self) -> None:
+        """Teardown: let go, make sure the process is gone, close every pipe."""
+        self.release()
+        if self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                if self.new_session:
+                    try:
+                        os.killpg(self.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                self.kill()
+        self._t_out.join(5)
+        self._t_err.join(5)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def console_script(name: str) -> str:
+    """Path of an installed console script (fails, not skips, when missing)."""
+    candidate = SCRIPTS_DIR / name
+    if candidate.exists():
+        return str(candidate)
+    cand2 = Path(sys.executable).parent / name
+    if cand2.exists():
+        return str(cand2)
+    import shutil
+
+    found = shutil.which(name)
+    assert found, f"console script {name!r} is not installed (looked in {SCRIPTS_DIR})"
+    return found
+
+
+def fd_lock_lines(pid: int | str = "self") -> list[str]:
+    """The 'lock:' lines of every open fd of a process (held file locks)."""
+    out = []
+    base = Path(f"/proc/{pid}/fdinfo")
+    for fd in base.iterdir():
+        try:
+            text = fd.read_text()
+        except OSError:
+            continue
+        out.extend(line for line in text.splitlines() if line.startswith("lock:"))
+    return out
+
+
+@contextlib.contextmanager
+def tolerate_fasteners_fd_leak(directory):
+    """fasteners (hence oslo) leaves its lock file open when an acquire attempt fails;
+    the file object is collected later with a ResourceWarning that is not ours.  Within
+    this block (and a gc pass at its end) only ResourceWarnings about files under
+    ``directory`` are dropped; everything else still surfaces."""
+    orig = sys.unraisablehook
+
+    def hook(u):
+        if isinstance(u.exc_value, ResourceWarning) and str(directory) in str(u.exc_value):
+            return
+        orig(u)
+
+    sys.unraisablehook = hook
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=ResourceWarning,
+                                    message=r"unclosed file .*" + re.escape(str(directory)))
+            try:
+                yield
+            finally:
+                gc.collect()
+    finally:
+        sys.unraisablehook = orig
+
+
+def oslo_busy(name, lock_path, prefix=None) -> bool:
+    """True if oslo.concurrency's non-blocking external lock attempt fails (busy)."""
+    from oslo_concurrency import lockutils as oslo_lockutils
+
+    with tolerate_fasteners_fd_leak(lock_path):
+        try:
+            with oslo_lockutils.lock(name, lock_file_prefix=prefix, external=True,
+                                     lock_path=str(lock_path), blocking=False):
+                return False
+        except oslo_lockutils.AcquireLockFailedException as e:
+            assert str(e) == f"Failed to acquire the lock {name}"
+            return True
