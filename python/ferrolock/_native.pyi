@@ -17,6 +17,7 @@ from typing_extensions import Self, final
 
 __version__: str
 __all__ = [
+    "FairWriteLock",
     "FileLock",
     "InternalLock",
     "LockRegistry",
@@ -26,6 +27,7 @@ __all__ = [
     "after_fork_in_child",
     "cached_lock_files",
     "external_lock",
+    "fair_lock",
     "internal_lock",
     "lock_file_path",
     "registry_size",
@@ -120,6 +122,23 @@ class ReaderWriterLock:
     def release_write(self, owner: int) -> None: ...
     def is_reader_id(self, owner: int) -> bool: ...
     def is_writer_id(self, owner: int) -> bool: ...
+
+@final
+class FairWriteLock:
+    """The write side of fair lock ``name`` held by one thread; see ``fair_lock``."""
+
+    @property
+    def name(self) -> str: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
+def fair_lock(name: str, blocking: bool = True, timeout: Optional[float] = None) -> FairWriteLock:
+    """oslo's ``lock(name, fair=True)``: arrival order, re-entrant for the entering thread."""
 
 @final
 class FileLock:

@@ -502,14 +502,16 @@ def _run_workers(specs: List[WorkerSpec]) -> Tuple[_Timeline, List[str]]:
     return timeline, errors
 
 
-def _report(result: CheckResult) -> int:
+def _report(result: CheckResult, failed_workers: int = 0) -> int:
     print("\nfinal check (interval log written by the workers, shared counter):")
     print(f"  flattens logged: {result.flattens}; shared counter: {result.counter}")
     for earlier, later, seconds in result.overlaps:
         print(f"  OVERLAP: {later} started flattening {seconds:.3f} s before {earlier} finished")
     if result.counter != result.flattens:
         print(f"  LOST UPDATES: counter is {result.counter}, expected {result.flattens}")
-    if result.passed:
+    if failed_workers:
+        print(f"  {failed_workers} worker error(s), see stderr: the run is incomplete")
+    elif result.passed:
         print("  no two flattens overlapped; counter matches")
         print("PASS")
         return EX_OK
@@ -537,7 +539,16 @@ def _prepare_backend(backend: str, scratch: str) -> str:
     lock_factory_url = backend
     if urlsplit(backend).scheme.lower() == "file" and file_backend_dir(backend) is None:
         lock_factory_url = "file://" + os.path.join(scratch, "locks")
-    lock_factory(lock_factory_url)  # raises BackendUnavailable early, in the parent
+    make_lock = lock_factory(lock_factory_url)  # raises BackendUnavailable early, in the parent
+    # Take the lock once here too: an unusable backend (file:///DIR where DIR is a file, or not
+    # writable) must be a usage error now, not a crash in every worker later.
+    try:
+        lock = make_lock(LOCK_NAME)
+        if lock.acquire(blocking=False):
+            lock.release()
+    except (OSError, ValueError) as exc:  # LockPathError, InvalidLockName
+        url = mask_url(lock_factory_url)
+        raise BackendUnavailable(f"backend not usable: {url}: {exc}") from None
     return lock_factory_url
 
 
@@ -588,8 +599,8 @@ def run_demo(
             print(f"ERROR: {message}", file=sys.stderr)
         paths = _paths(workspace)
         lines = [line for line in _read(paths["intervals"]).splitlines() if line.strip()]
-        code = _report(check_intervals(lines, int(_read(paths["counter"]) or "0")))
-        return EX_FAILED if errors else code
+        counter = int(_read(paths["counter"]) or "0")
+        return _report(check_intervals(lines, counter), failed_workers=len(errors))
     except KeyboardInterrupt:
         print("\nferrolock demo: interrupted", file=sys.stderr)
         return EX_INTERRUPTED

@@ -31,6 +31,7 @@ from ferrolock.rwlock import ReaderWriterLock
 LOG = logging.getLogger(__name__)
 _internal_lock = _native.internal_lock
 _external_lock = _native.external_lock
+_fair_lock = _native.fair_lock
 _DEBUG = logging.DEBUG
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -316,13 +317,16 @@ def lock(
     """
     if fair and semaphores is not None:
         raise NotImplementedError("Specifying semaphores is not supported when using fair locks.")
-    if not (fair or semaphores is not None or (do_log and LOG.isEnabledFor(_DEBUG))):
-        if not external:
+    if semaphores is None and not (do_log and LOG.isEnabledFor(_DEBUG)):
+        if fair:
+            if not external:
+                return _fair_lock(name, blocking, timeout)
+        elif not external:
             # Positional arguments: keyword parsing would double the cost of this call.
             if blocking is True and timeout is None:
                 return _internal_lock(name)
             return _internal_lock(name, blocking, timeout)
-        if not _process_locking_disabled():
+        elif not _process_locking_disabled():
             return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
     return _layered_lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout

@@ -16,6 +16,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<internal::Semaphore>()?;
     m.add_class::<internal::LockRegistry>()?;
     m.add_class::<rwlock::ReaderWriterLock>()?;
+    m.add_class::<rwlock::FairWriteLock>()?;
+    m.add_function(wrap_pyfunction!(rwlock::fair_lock, m)?)?;
     m.add_class::<file::FileLock>()?;
     m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
     m.add_function(wrap_pyfunction!(internal::internal_lock, m)?)?;

@@ -2,11 +2,12 @@
 //! (`threading.get_ident()`, which eventlet turns into a greenthread id), so re-entrancy follows
 //! greenthreads, not the OS thread they share.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 
-use super::errors::to_pyerr;
+use super::errors::{not_acquired, to_pyerr};
 use super::waiting::{acquire, Policy};
 use crate::registry::{Handle, Registry};
 use crate::rwlock::{Access, OwnerId, RwLock};
@@ -115,5 +116,74 @@ impl ReaderWriterLock {
 
     fn is_writer_id(&self, owner: OwnerId) -> bool {
         self.lock().is_writer(owner)
+    }
+}
+
+/// oslo's `lock(name, fair=True)`: the write side of the process-wide fair lock `name`, as one
+/// native object for `with`, owned by the thread (or greenthread) that enters it.
+#[pyclass(frozen, module = "ferrolock._native")]
+pub struct FairWriteLock {
+    handle: Handle<RwLock>,
+    /// Set once held, read by `__exit__` of the same `with`.
+    owner: AtomicU64,
+    policy: Policy,
+}
+
+#[pyfunction]
+#[pyo3(signature = (name, blocking=true, timeout=None))]
+pub fn fair_lock(name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<FairWriteLock> {
+    let policy = Policy::new(blocking, timeout)?;
+    let handle = fair_rw_locks().get(name, || Ok::<_, PyErr>(RwLock::new()))?;
+    Ok(FairWriteLock {
+        handle,
+        owner: AtomicU64::new(0),
+        policy,
+    })
+}
+
+/// `threading.get_ident()`, looked up on each call: eventlet's monkey-patching replaces it with
+/// a greenthread id, and re-entrancy must follow greenthreads.
+fn current_owner(py: Python<'_>) -> PyResult<OwnerId> {
+    py.import("threading")?
+        .getattr("get_ident")?
+        .call0()?
+        .extract()
+}
+
+#[pymethods]
+impl FairWriteLock {
+    #[getter]
+    fn name(&self) -> &str {
+        self.handle.name()
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        let this = slf.get();
+        let lock: &RwLock = &this.handle;
+        let owner = current_owner(slf.py())?;
+        let now = || Some(std::time::Instant::now());
+        let got = acquire(
+            slf.py(),
+            this.policy,
+            || lock.acquire(owner, Access::Write, now(), &mut || false),
+            move |deadline, interrupted| lock.acquire(owner, Access::Write, deadline, interrupted),
+        )?;
+        if !got {
+            return Err(not_acquired(this.handle.name(), this.policy.timeout));
+        }
+        this.owner.store(owner, Ordering::Release);
+        Ok(slf)
+    }
+
+    fn __exit__(
+        &self,
+        _exc_type: &Bound<'_, PyAny>,
+        _exc: &Bound<'_, PyAny>,
+        _tb: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        self.handle
+            .release(self.owner.load(Ordering::Acquire), Access::Write)
+            .map_err(|e| to_pyerr(e, None))?;
+        Ok(false)
     }
 }
