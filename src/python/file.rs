@@ -142,8 +142,18 @@ impl FileLock {
     }
 
     /// Returns whether the lock was taken. Waits in the kernel with the GIL released.
-    #[pyo3(signature = (blocking=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
+    /// `delay`/`max_delay` are fasteners' polling intervals (what oslo's `external_lock`
+    /// returned): accepted so its callers keep working, and unused since nothing polls.
+    #[pyo3(signature = (blocking=true, timeout=None, *, delay=None, max_delay=None))]
+    fn acquire(
+        &self,
+        py: Python<'_>,
+        blocking: bool,
+        timeout: Option<f64>,
+        delay: Option<f64>,
+        max_delay: Option<f64>,
+    ) -> PyResult<bool> {
+        let _ = (delay, max_delay);
         self.take(py, Policy::new(blocking, timeout)?)
     }
 
