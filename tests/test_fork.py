@@ -1,0 +1,102 @@
+"""Locks across fork(): services take locks at start-up, then fork their workers.
+
+A forked child inherits the parent's descriptors; an open-file-description lock belongs to the
+shared open file, so a child that reused the parent's cached descriptor would share the
+parent's lock instead of competing for it. These tests fork real children with os.fork.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ferrolock import lockutils
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _wait_child(pid: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} did not finish")
+
+
+def _fork(body) -> int:
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            code = body()
+        finally:
+            os._exit(code)
+    return pid
+
+
+def test_children_forked_after_use_still_exclude_each_other(tmp_path: Path) -> None:
+    lock_dir = str(tmp_path / "locks")
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    with lockutils.lock("fork", external=True, lock_path=lock_dir):
+        pass  # the parent's descriptor is now cached: children must not share it
+
+    def work() -> int:
+        for _ in range(400):
+            with lockutils.lock("fork", external=True, lock_path=lock_dir):
+                n = int(counter.read_text())
+                os.sched_yield()
+                counter.write_text(str(n + 1))
+        return 0
+
+    pids = [_fork(work) for _ in range(3)]
+    assert [_wait_child(p) for p in pids] == [0, 0, 0]
+    assert int(counter.read_text()) == 3 * 400
+
+
+def test_parent_lock_held_across_fork_excludes_the_child_and_survives_its_exit(
+    tmp_path: Path,
+) -> None:
+    lock_dir = str(tmp_path / "locks")
+
+    def child_probe() -> int:
+        try:
+            with lockutils.lock("held", external=True, lock_path=lock_dir, blocking=False):
+                return 4
+        except lockutils.AcquireLockFailedException:
+            return 0
+
+    def outsider_gets_it() -> bool:
+        # A fresh interpreter shares no memory or descriptor with us: oslo's kind of lock.
+        code = (
+            "import fcntl, sys\n"
+            "f = open(sys.argv[1], 'a')\n"
+            "try:\n"
+            "    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+            "except OSError:\n"
+            "    sys.exit(0)\n"
+            "sys.exit(4)\n"
+        )
+        path = os.path.join(lock_dir, "held")
+        return subprocess.run([sys.executable, "-c", code, path], timeout=30).returncode == 4
+
+    with lockutils.lock("held", external=True, lock_path=lock_dir) as held:
+        # A child does not get the lock its parent holds.
+        assert _wait_child(_fork(child_probe)) == 0
+
+        def leave_inherited_with() -> int:
+            held.__exit__(None, None, None)  # what leaving the inherited block does
+            return 0
+
+        assert _wait_child(_fork(leave_inherited_with)) == 0
+        assert not outsider_gets_it(), "a child's exit released the parent's lock"
+    assert outsider_gets_it(), "the parent's release did not free the lock"
