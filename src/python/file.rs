@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::{not_acquired, to_pyerr};
+use super::errors::to_pyerr;
 use super::internal::plain_locks;
-use super::waiting::{acquire, Policy};
+use super::waiting::{acquire, enter, exit, Policy, WithLock};
 use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
@@ -67,7 +67,7 @@ pub struct FileLock {
     policy: Policy,
 }
 
-impl FileLock {
+impl WithLock for FileLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
         let core = &self.core;
         let internal: Option<&Mutex> = self.internal.as_deref();
@@ -104,6 +104,14 @@ impl FileLock {
             int.release().map_err(|e| to_pyerr(e, None))?;
         }
         file.map_err(|e| to_pyerr(e, None))
+    }
+
+    fn lock_name(&self) -> &str {
+        &self.name
+    }
+
+    fn with_policy(&self) -> Policy {
+        self.policy
     }
 }
 
@@ -172,11 +180,7 @@ impl FileLock {
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        let this = slf.get();
-        if !this.take(slf.py(), this.policy)? {
-            return Err(not_acquired(&this.name, this.policy.timeout));
-        }
-        Ok(slf)
+        enter(slf)
     }
 
     fn __exit__(
@@ -185,8 +189,7 @@ impl FileLock {
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.give_back()?;
-        Ok(false)
+        exit(self)
     }
 
     fn __repr__(&self) -> String {

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::{not_acquired, to_pyerr};
-use super::waiting::{acquire, Policy};
+use super::errors::to_pyerr;
+use super::waiting::{acquire, enter, exit, Policy, WithLock};
 use crate::mutex::Mutex;
 use crate::registry::{Handle, Registry};
 use crate::semaphore::Semaphore as CoreSemaphore;
@@ -132,6 +132,21 @@ impl InternalLock {
     }
 }
 
+impl WithLock for InternalLock {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        InternalLock::take(self, py, policy)
+    }
+    fn give_back(&self) -> PyResult<()> {
+        self.kind.raw().release().map_err(|e| to_pyerr(e, None))
+    }
+    fn lock_name(&self) -> &str {
+        self.name()
+    }
+    fn with_policy(&self) -> Policy {
+        self.policy
+    }
+}
+
 /// `RawLock` is `Send + Sync`; this carries a borrowed one into a GIL-free wait.
 #[derive(Clone, Copy)]
 struct SendRaw<'a>(&'a dyn RawLock);
@@ -173,7 +188,7 @@ impl InternalLock {
     }
 
     fn release(&self) -> PyResult<()> {
-        self.kind.raw().release().map_err(|e| to_pyerr(e, None))
+        self.give_back()
     }
 
     fn locked(&self) -> bool {
@@ -184,11 +199,7 @@ impl InternalLock {
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        let this = slf.get();
-        if !this.take(slf.py(), this.policy)? {
-            return Err(not_acquired(this.name(), this.policy.timeout));
-        }
-        Ok(slf)
+        enter(slf)
     }
 
     fn __exit__(
@@ -197,8 +208,7 @@ impl InternalLock {
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.release()?;
-        Ok(false)
+        exit(self)
     }
 
     fn __repr__(&self) -> String {
@@ -264,7 +274,7 @@ impl Semaphore {
     }
 
     fn release(&self) -> PyResult<()> {
-        self.handle.release().map_err(|e| to_pyerr(e, None))
+        self.give_back()
     }
 
     fn locked(&self) -> bool {
@@ -272,11 +282,7 @@ impl Semaphore {
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        let this = slf.get();
-        if !this.take(slf.py(), this.policy)? {
-            return Err(not_acquired(this.handle.name(), this.policy.timeout));
-        }
-        Ok(slf)
+        enter(slf)
     }
 
     fn __exit__(
@@ -285,8 +291,7 @@ impl Semaphore {
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.release()?;
-        Ok(false)
+        exit(self)
     }
 
     fn __repr__(&self) -> String {
@@ -296,6 +301,21 @@ impl Semaphore {
             self.handle.permits(),
             self.handle.available()
         )
+    }
+}
+
+impl WithLock for Semaphore {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        Semaphore::take(self, py, policy)
+    }
+    fn give_back(&self) -> PyResult<()> {
+        self.handle.release().map_err(|e| to_pyerr(e, None))
+    }
+    fn lock_name(&self) -> &str {
+        self.handle.name()
+    }
+    fn with_policy(&self) -> Policy {
+        self.policy
     }
 }
 

@@ -7,8 +7,8 @@ use std::sync::{Arc, OnceLock};
 
 use pyo3::prelude::*;
 
-use super::errors::{not_acquired, to_pyerr};
-use super::waiting::{acquire, Policy};
+use super::errors::to_pyerr;
+use super::waiting::{acquire, enter, exit, Policy, WithLock};
 use crate::registry::{Handle, Registry};
 use crate::rwlock::{Access, OwnerId, RwLock};
 
@@ -150,6 +150,38 @@ fn current_owner(py: Python<'_>) -> PyResult<OwnerId> {
         .extract()
 }
 
+impl WithLock for FairWriteLock {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        let lock: &RwLock = &self.handle;
+        let owner = current_owner(py)?;
+        let now = || Some(std::time::Instant::now());
+        let got = acquire(
+            py,
+            policy,
+            || lock.acquire(owner, Access::Write, now(), &mut || false),
+            move |deadline, interrupted| lock.acquire(owner, Access::Write, deadline, interrupted),
+        )?;
+        if got {
+            self.owner.store(owner, Ordering::Release);
+        }
+        Ok(got)
+    }
+
+    fn give_back(&self) -> PyResult<()> {
+        self.handle
+            .release(self.owner.load(Ordering::Acquire), Access::Write)
+            .map_err(|e| to_pyerr(e, None))
+    }
+
+    fn lock_name(&self) -> &str {
+        self.handle.name()
+    }
+
+    fn with_policy(&self) -> Policy {
+        self.policy
+    }
+}
+
 #[pymethods]
 impl FairWriteLock {
     #[getter]
@@ -158,21 +190,7 @@ impl FairWriteLock {
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        let this = slf.get();
-        let lock: &RwLock = &this.handle;
-        let owner = current_owner(slf.py())?;
-        let now = || Some(std::time::Instant::now());
-        let got = acquire(
-            slf.py(),
-            this.policy,
-            || lock.acquire(owner, Access::Write, now(), &mut || false),
-            move |deadline, interrupted| lock.acquire(owner, Access::Write, deadline, interrupted),
-        )?;
-        if !got {
-            return Err(not_acquired(this.handle.name(), this.policy.timeout));
-        }
-        this.owner.store(owner, Ordering::Release);
-        Ok(slf)
+        enter(slf)
     }
 
     fn __exit__(
@@ -181,9 +199,6 @@ impl FairWriteLock {
         _exc: &Bound<'_, PyAny>,
         _tb: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
-        self.handle
-            .release(self.owner.load(Ordering::Acquire), Access::Write)
-            .map_err(|e| to_pyerr(e, None))?;
-        Ok(false)
+        exit(self)
     }
 }

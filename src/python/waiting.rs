@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::pyclass::boolean_struct::True;
 use pyo3::types::PyDict;
+use pyo3::PyClass;
 
-use super::errors::to_pyerr;
+use super::errors::{not_acquired, to_pyerr};
 use crate::wait::deadline_after;
 use crate::LockError;
 
@@ -113,4 +115,31 @@ where
         }
         pause = (pause * 2.0).clamp(0.0005, 0.02);
     }
+}
+
+/// A native lock object usable with `with`: `__enter__` takes it under the policy it was made
+/// with and raises when that does not get it; `__exit__` gives it back.
+pub trait WithLock {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool>;
+    fn give_back(&self) -> PyResult<()>;
+    fn lock_name(&self) -> &str;
+    fn with_policy(&self) -> Policy;
+}
+
+pub fn enter<T>(slf: Bound<'_, T>) -> PyResult<Bound<'_, T>>
+where
+    T: WithLock + PyClass<Frozen = True> + Sync,
+{
+    let this = slf.get();
+    let policy = this.with_policy();
+    if !this.take(slf.py(), policy)? {
+        return Err(not_acquired(this.lock_name(), policy.timeout));
+    }
+    Ok(slf)
+}
+
+/// Never swallows the exception of the `with` body.
+pub fn exit<T: WithLock>(lock: &T) -> PyResult<bool> {
+    lock.give_back()?;
+    Ok(false)
 }
