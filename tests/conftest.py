@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
 
-from testutil import HELPERS, Child  # noqa: E402
+from testutil import HELPERS, Child
 
 
 @pytest.fixture
@@ -31,8 +31,9 @@ def spawn():
     """Factory: spawn(script_name, *args) -> Child running tests/helpers/<script>."""
     children: list[Child] = []
 
-    def _spawn(script: str, *args: str, env: dict[str, str] | None = None,
-               new_session: bool = False) -> Child:
+    def _spawn(
+        script: str, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+    ) -> Child:
         argv = [sys.executable, str(HELPERS / script), *map(str, args)]
         c = Child(argv, env=env, new_session=new_session)
         children.append(c)
@@ -48,7 +49,7 @@ def holder(spawn):
     """Start a helper process holding a lock: holder(kind, target) -> Child.
 
     ``kind`` is one of ferro-lock, ferro-lockutils, oslo-lock, ferro-filelock,
-    fasteners, lockf.  For the *-lock kinds ``target`` is ``(name, lock_path)``;
+    fasteners, lockf, flock.  For the *-lock kinds ``target`` is ``(name, lock_path)``;
     for the others it is a file path.  Returns once the child holds the lock.
     """
 
@@ -65,5 +66,3 @@ def holder(spawn):
         return c
 
     return _holder
-
-

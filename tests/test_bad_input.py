@@ -74,6 +74,7 @@ def test_invalid_name_lockutils_and_synchronized(lock_dir, name):
             pass
 
     with pytest.raises(ferrolock.InvalidLockName):  # at decoration time or at call time
+
         @ferro_lockutils.synchronized(name, external=True, lock_path=str(lock_dir))
         def f():
             return 1
@@ -96,7 +97,8 @@ def test_name_length_limit_counts_bytes_of_prefixed_file_name(lock_dir):
     with pytest.raises(ferrolock.InvalidLockName):
         ferrolock.lock_file_path("n" * 254, "p-", str(lock_dir))
     assert ferrolock.lock_file_path("n" * 253, "p", str(lock_dir)) == str(
-        lock_dir / ("p-" + "n" * 253))
+        lock_dir / ("p-" + "n" * 253)
+    )
     assert _tree(lock_dir) == {ok}
 
 
@@ -153,8 +155,9 @@ def test_immutable_lock_dir_is_unwritable_even_for_root(tmp_path):
         subprocess.run(["chattr", "-i", str(d)], check=True)
 
 
-@pytest.mark.parametrize("name", ["../escape", "../../escape", "a/b/c", "/abs/olute",
-                                  "..", ".", "../", "sub/../../up"])
+@pytest.mark.parametrize(
+    "name", ["../escape", "../../escape", "a/b/c", "/abs/olute", "..", ".", "../", "sub/../../up"]
+)
 def test_name_never_escapes_lock_path(tmp_path, name):
     outer = tmp_path / "outer"
     lock_dir = outer / "locks"
@@ -170,18 +173,24 @@ def test_name_never_escapes_lock_path(tmp_path, name):
             # oslo's rule: separators become underscores
             assert files[0].name == name.replace("/", "_")
     # nothing created anywhere but directly inside lock_dir
-    stray = {p for p in _tree(tmp_path)
-             if p not in ("outer", "outer/locks")
-             and not (p.startswith("outer/locks/") and p.count("/") == 2)}
+    stray = {
+        p
+        for p in _tree(tmp_path)
+        if p not in ("outer", "outer/locks")
+        and not (p.startswith("outer/locks/") and p.count("/") == 2)
+    }
     assert stray == set()
     assert not os.path.exists("/abs/olute") and not os.path.exists("/abs")
 
 
-@pytest.mark.parametrize("name,prefix", [("plain", None), ("a/b", None), ("x", "nova"),
-                                         ("x", "nova-"), ("x", ""), ("sp ace", "pre")])
+@pytest.mark.parametrize(
+    "name,prefix",
+    [("plain", None), ("a/b", None), ("x", "nova"), ("x", "nova-"), ("x", ""), ("sp ace", "pre")],
+)
 def test_lock_file_path_matches_oslo(lock_dir, name, prefix):
-    assert ferrolock.lock_file_path(name, prefix, str(lock_dir)) == \
-        oslo_lockutils._get_lock_path(name, prefix, str(lock_dir))
+    assert ferrolock.lock_file_path(name, prefix, str(lock_dir)) == oslo_lockutils._get_lock_path(
+        name, prefix, str(lock_dir)
+    )
 
 
 def test_missing_lock_path_raises_required_opt_error(monkeypatch):
@@ -251,16 +260,25 @@ else:
 def test_without_oslo_config_missing_lock_path_is_lock_path_error(tmp_path):
     from testutil import child_env
 
-    r = subprocess.run([sys.executable, "-c", _NO_OSLO_CONFIG], env=child_env(),
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", _NO_OSLO_CONFIG],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("ERR None "), r.stdout
     assert "OSLO_LOCK_PATH" in r.stdout and "lock_path=" in r.stdout, r.stdout
 
     d = tmp_path / "env"
-    r = subprocess.run([sys.executable, "-c", _NO_OSLO_CONFIG],
-                       env=child_env(OSLO_LOCK_PATH=str(d)),
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", _NO_OSLO_CONFIG],
+        env=child_env(OSLO_LOCK_PATH=str(d)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "NOERR"
     assert (d / "x").is_file()

@@ -20,8 +20,13 @@ def ferrolock_cli() -> list[str]:
 
 
 def run_cli(*args, timeout=30, argv0=None):
-    return subprocess.run([*(argv0 or ferrolock_cli()), *map(str, args)], env=child_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*(argv0 or ferrolock_cli()), *map(str, args)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -33,8 +38,19 @@ def cli_children():
 
 
 def _hold_with_cli(cli_children, lock_dir, name="cli-lock") -> Child:
-    c = Child([*ferrolock_cli(), "run", name, "--lock-path", str(lock_dir), "--",
-               "sh", "-c", "echo HELD; read x; echo DONE"])
+    c = Child(
+        [
+            *ferrolock_cli(),
+            "run",
+            name,
+            "--lock-path",
+            str(lock_dir),
+            "--",
+            "sh",
+            "-c",
+            "echo HELD; read x; echo DONE",
+        ]
+    )
     cli_children.append(c)
     c.expect("HELD", timeout=20)
     return c
@@ -49,8 +65,17 @@ def test_run_returns_command_exit_code(lock_dir):
 
 
 def test_python_dash_m_ferrolock(lock_dir):
-    r = run_cli("run", "n2", "--lock-path", lock_dir, "--", "sh", "-c", "exit 5",
-                argv0=[sys.executable, "-m", "ferrolock"])
+    r = run_cli(
+        "run",
+        "n2",
+        "--lock-path",
+        lock_dir,
+        "--",
+        "sh",
+        "-c",
+        "exit 5",
+        argv0=[sys.executable, "-m", "ferrolock"],
+    )
     assert r.returncode == 5, r.stderr
 
 
@@ -66,8 +91,18 @@ def test_run_holds_the_lock_while_the_command_runs(lock_dir):
         "except lockutils.AcquireLockFailedException:\n"
         "    sys.exit(0)\n"
     )
-    r = run_cli("run", "held-during", "--lock-path", lock_dir, "--prefix", "pfx", "--",
-                sys.executable, "-c", check.replace("'held-during'", "'held-during', 'pfx'"))
+    r = run_cli(
+        "run",
+        "held-during",
+        "--lock-path",
+        lock_dir,
+        "--prefix",
+        "pfx",
+        "--",
+        sys.executable,
+        "-c",
+        check.replace("'held-during'", "'held-during', 'pfx'"),
+    )
     assert r.returncode == 0, (r.returncode, r.stderr)
     assert (lock_dir / "pfx-held-during").is_file()
 
@@ -76,8 +111,9 @@ def test_second_run_with_timeout_fails_while_first_holds(lock_dir, tmp_path, cli
     first = _hold_with_cli(cli_children, lock_dir)
     marker = tmp_path / "second-ran"
     t0 = time.monotonic()
-    r = run_cli("run", "cli-lock", "--lock-path", lock_dir, "--timeout", "0.5", "--",
-                "touch", marker)
+    r = run_cli(
+        "run", "cli-lock", "--lock-path", lock_dir, "--timeout", "0.5", "--", "touch", marker
+    )
     elapsed = time.monotonic() - t0
     assert r.returncode != 0
     assert not marker.exists(), "the command ran without the lock"
@@ -92,8 +128,9 @@ def test_second_run_with_timeout_fails_while_first_holds(lock_dir, tmp_path, cli
     first.release()
     first.expect("DONE")
     assert first.wait() == 0
-    r = run_cli("run", "cli-lock", "--lock-path", lock_dir, "--timeout", "0.5", "--",
-                "touch", marker)
+    r = run_cli(
+        "run", "cli-lock", "--lock-path", lock_dir, "--timeout", "0.5", "--", "touch", marker
+    )
     assert r.returncode == 0, r.stderr
     assert marker.exists()
 
@@ -101,8 +138,18 @@ def test_second_run_with_timeout_fails_while_first_holds(lock_dir, tmp_path, cli
 def test_ctrl_c_while_cli_waits_for_the_lock(lock_dir, tmp_path, cli_children):
     first = _hold_with_cli(cli_children, lock_dir, name="ctrl-c")
     marker = tmp_path / "ran"
-    second = Child([*ferrolock_cli(), "run", "ctrl-c", "--lock-path", str(lock_dir), "--",
-                    "touch", str(marker)])
+    second = Child(
+        [
+            *ferrolock_cli(),
+            "run",
+            "ctrl-c",
+            "--lock-path",
+            str(lock_dir),
+            "--",
+            "touch",
+            str(marker),
+        ]
+    )
     cli_children.append(second)
     time.sleep(1.0)  # started and blocked on the lock
     assert second.proc.poll() is None, second.stderr
@@ -124,8 +171,9 @@ def test_ctrl_c_while_cli_waits_for_the_lock(lock_dir, tmp_path, cli_children):
 def test_oslo_holder_blocks_cli_run(holder, lock_dir, tmp_path):
     h = holder("oslo-lock", ("oslo-held", lock_dir))
     marker = tmp_path / "ran"
-    r = run_cli("run", "oslo-held", "--lock-path", lock_dir, "--timeout", "0.3", "--",
-                "touch", marker)
+    r = run_cli(
+        "run", "oslo-held", "--lock-path", lock_dir, "--timeout", "0.3", "--", "touch", marker
+    )
     assert r.returncode != 0 and not marker.exists()
     h.release()
     assert h.wait() == 0
@@ -153,7 +201,7 @@ def test_holders_lists_file_and_holder_pid(holder, lock_dir, kind):
         pass
     h = holder(kind, ("busy-one", lock_dir))
     text = _holders_text(lock_dir)
-    lines = {l.split()[0]: l for l in text.splitlines() if l.strip()}
+    lines = {ln.split()[0]: ln for ln in text.splitlines() if ln.strip()}
     assert "busy-one" in lines, text
     assert str(h.pid) in lines["busy-one"], text
     assert "free-one" in lines, text

@@ -37,7 +37,8 @@ def _wait_in_thread(acquire_cm):
 def test_sigkilled_holder_waiter_in_this_process(holder, lock_dir, holder_kind):
     h = holder(holder_kind, ("crashy", lock_dir))
     t, result = _wait_in_thread(
-        lambda: ferrolock.lock("crashy", external=True, lock_path=str(lock_dir), timeout=20))
+        lambda: ferrolock.lock("crashy", external=True, lock_path=str(lock_dir), timeout=20)
+    )
     time.sleep(0.3)
     assert not result, f"waiter finished while the holder was alive: {result}"
     t_kill = time.monotonic()
@@ -74,10 +75,11 @@ def test_sigkilled_filelock_holder(holder, tmp_path):
 
 def test_sigkilled_holder_waiter_in_another_process(holder, spawn, lock_dir):
     h = holder("ferro-lock", ("crashy2", lock_dir))
-    w = spawn("holder.py", "--kind", "ferro-lockutils", "--name", "crashy2",
-              "--lock-path", lock_dir)
+    w = spawn(
+        "holder.py", "--kind", "ferro-lockutils", "--name", "crashy2", "--lock-path", lock_dir
+    )
     time.sleep(0.5)
-    assert not any(l.startswith("ACQUIRED") for l in w.seen)
+    assert not any(s.startswith("ACQUIRED") for s in w.seen)
     t_kill = time.monotonic()
     h.signal(signal.SIGKILL)
     w.expect("ACQUIRED", timeout=5)
@@ -91,7 +93,8 @@ def test_sigkilled_holder_oslo_waiter_via_lockutils(holder, lock_dir):
     """ferrolock.lockutils blocking wait (no timeout) also wakes on the holder's death."""
     h = holder("ferro-lock", ("crashy3", lock_dir))
     t, result = _wait_in_thread(
-        lambda: ferro_lockutils.lock("crashy3", external=True, lock_path=str(lock_dir)))
+        lambda: ferro_lockutils.lock("crashy3", external=True, lock_path=str(lock_dir))
+    )
     time.sleep(0.3)
     assert not result
     t_kill = time.monotonic()

@@ -18,18 +18,31 @@ from testutil import HELPERS, child_env
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize("mode", ["internal", "internal-lockutils", "internal-fair",
-                                  "internal-lock-obj", "external", "external-lockutils",
-                                  "synchronized-external"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "internal",
+        "internal-lockutils",
+        "internal-fair",
+        "internal-lock-obj",
+        "external",
+        "external-lockutils",
+        "synchronized-external",
+    ],
+)
 def test_two_greenthreads_contend(mode, tmp_path):
     try:
-        r = subprocess.run([sys.executable, str(HELPERS / "eventlet_child.py"), mode,
-                            str(tmp_path / "locks")],
-                           env=child_env(), capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, str(HELPERS / "eventlet_child.py"), mode, str(tmp_path / "locks")],
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"eventlet child deadlocked ({mode}): stderr={e.stderr!r}")
     assert r.returncode == 0, r.stderr
-    line = [l for l in r.stdout.splitlines() if l.startswith("OK ")]
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("OK ")]
     assert line, (r.stdout, r.stderr)
     state = json.loads(line[0][3:])
     assert state["counter"] == state["expected"] == 100, state

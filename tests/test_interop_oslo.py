@@ -22,17 +22,20 @@ pytestmark = pytest.mark.timeout(60)
 
 def _assert_ferro_blocked(name, lock_dir, prefix=None):
     with pytest.raises(ferrolock.AcquireLockFailedException):
-        with ferrolock.lock(name, lock_file_prefix=prefix, external=True,
-                            lock_path=str(lock_dir), blocking=False):
+        with ferrolock.lock(
+            name, lock_file_prefix=prefix, external=True, lock_path=str(lock_dir), blocking=False
+        ):
             pytest.fail("ferrolock got a lock that another process holds")
     with pytest.raises(ferro_lockutils.AcquireLockFailedException):
-        with ferro_lockutils.lock(name, lock_file_prefix=prefix, external=True,
-                                  lock_path=str(lock_dir), blocking=False):
+        with ferro_lockutils.lock(
+            name, lock_file_prefix=prefix, external=True, lock_path=str(lock_dir), blocking=False
+        ):
             pytest.fail("ferrolock.lockutils got a lock that another process holds")
     t0 = time.monotonic()
     with pytest.raises(ferrolock.LockTimeout):
-        with ferrolock.lock(name, lock_file_prefix=prefix, external=True,
-                            lock_path=str(lock_dir), timeout=0.3):
+        with ferrolock.lock(
+            name, lock_file_prefix=prefix, external=True, lock_path=str(lock_dir), timeout=0.3
+        ):
             pytest.fail("ferrolock got a lock that another process holds")
     elapsed = time.monotonic() - t0
     assert 0.3 <= elapsed < 1.3
@@ -46,8 +49,13 @@ def test_oslo_holder_blocks_ferrolock(holder, lock_dir, prefix):
     h.expect("RELEASED")
     assert h.wait() == 0
     # and once oslo lets go, ferrolock gets it at once
-    with ferrolock.lock("shared-name", lock_file_prefix=prefix, external=True,
-                        lock_path=str(lock_dir), blocking=False):
+    with ferrolock.lock(
+        "shared-name",
+        lock_file_prefix=prefix,
+        external=True,
+        lock_path=str(lock_dir),
+        blocking=False,
+    ):
         pass
 
 
@@ -67,8 +75,13 @@ def test_ferrolock_holder_blocks_oslo(holder, lock_dir, kind, prefix):
     h.release()
     h.expect("RELEASED")
     assert h.wait() == 0
-    with oslo_lockutils.lock("shared-name", lock_file_prefix=prefix, external=True,
-                             lock_path=str(lock_dir), blocking=False):
+    with oslo_lockutils.lock(
+        "shared-name",
+        lock_file_prefix=prefix,
+        external=True,
+        lock_path=str(lock_dir),
+        blocking=False,
+    ):
         pass
 
 
@@ -128,10 +141,15 @@ def test_filelock_vs_raw_lockf_holder(holder, tmp_path):
 
 def test_lock_file_is_the_one_oslo_uses(lock_dir):
     """Same inputs -> same file as oslo's _get_lock_path, so the locks meet."""
-    for name, prefix in [("plain", None), ("a/b", None), ("x", "nova"), ("x", "nova-"),
-                         ("spaces in name", "p"), ("ünïcode", None)]:
-        with ferrolock.lock(name, lock_file_prefix=prefix, external=True,
-                            lock_path=str(lock_dir)):
+    for name, prefix in [
+        ("plain", None),
+        ("a/b", None),
+        ("x", "nova"),
+        ("x", "nova-"),
+        ("spaces in name", "p"),
+        ("ünïcode", None),
+    ]:
+        with ferrolock.lock(name, lock_file_prefix=prefix, external=True, lock_path=str(lock_dir)):
             pass
         expected = oslo_lockutils._get_lock_path(name, prefix, str(lock_dir))
         assert ferrolock.lock_file_path(name, prefix, str(lock_dir)) == expected
@@ -143,16 +161,19 @@ def test_lock_file_is_the_one_oslo_uses(lock_dir):
 
 
 def _other_process_sees_busy(path) -> bool:
-    probe = ("import fasteners, sys\n"
-             f"l = fasteners.InterProcessLock({str(path)!r})\n"
-             "sys.exit(0 if not l.acquire(blocking=False) else 1)\n")
+    probe = (
+        "import fasteners, sys\n"
+        f"l = fasteners.InterProcessLock({str(path)!r})\n"
+        "sys.exit(0 if not l.acquire(blocking=False) else 1)\n"
+    )
     import subprocess
     import sys
 
     from testutil import child_env
 
-    r = subprocess.run([sys.executable, "-c", probe], env=child_env(), capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", probe], env=child_env(), capture_output=True, text=True, timeout=30
+    )
     assert r.returncode in (0, 1), r.stderr
     return r.returncode == 0
 
@@ -166,8 +187,9 @@ def test_same_process_oslo_holder_blocks_ferrolock_and_survives_its_attempts(loc
         assert _other_process_sees_busy(path)
         for _ in range(3):
             with pytest.raises(ferrolock.AcquireLockFailedException):
-                with ferrolock.lock("mixed", external=True, lock_path=str(lock_dir),
-                                    blocking=False):
+                with ferrolock.lock(
+                    "mixed", external=True, lock_path=str(lock_dir), blocking=False
+                ):
                     pass
             fl = ferrolock.FileLock(str(path))
             assert fl.acquire(blocking=False) is False

@@ -26,13 +26,13 @@ PROMPT = 1.5  # seconds between SIGINT and KeyboardInterrupt
 def _interrupt(child) -> dict:
     child.expect("WAITING", timeout=20)
     time.sleep(0.5)  # let it get into the blocking wait
-    assert not any(l.startswith("ACQUIRED") for l in child.seen), child.seen
+    assert not any(s.startswith("ACQUIRED") for s in child.seen), child.seen
     t_sig = time.monotonic()
     child.signal(signal.SIGINT)
     line = child.expect("KI", timeout=10)
     t_ki = float(line.split()[1])
     assert t_ki - t_sig < PROMPT, f"KeyboardInterrupt {t_ki - t_sig:.3f}s after SIGINT"
-    report = json.loads(child.expect("REPORT", timeout=15)[len("REPORT "):])
+    report = json.loads(child.expect("REPORT", timeout=15)[len("REPORT ") :])
     return report
 
 
@@ -74,9 +74,19 @@ def test_ctrl_c_while_waiting_for_filelock(holder, spawn, tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["internal", "internal-lockutils", "internal-fair",
-                                  "internal-lock-obj", "internal-lock-obj-timeout",
-                                  "semaphore", "synchronized", "filelock-thread"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "internal",
+        "internal-lockutils",
+        "internal-fair",
+        "internal-lock-obj",
+        "internal-lock-obj-timeout",
+        "semaphore",
+        "synchronized",
+        "filelock-thread",
+    ],
+)
 def test_ctrl_c_while_waiting_for_lock_held_by_a_thread(spawn, tmp_path, kind):
     c = spawn("interrupt_child.py", "--kind", kind, "--path", tmp_path / "t.lock")
     report = _interrupt(c)
@@ -180,7 +190,11 @@ def test_lock_timeout_internal_raises_locktimeout(api):
         assert err.timeout == 0.5
         clone = pickle.loads(pickle.dumps(err))
         assert type(clone) is ferrolock.LockTimeout
-        assert (clone.lock_name, clone.timeout, str(clone)) == (err.lock_name, err.timeout, str(err))
+        assert (clone.lock_name, clone.timeout, str(clone)) == (
+            err.lock_name,
+            err.timeout,
+            str(err),
+        )
     finally:
         release()
     # nothing left behind by the failed attempt

@@ -128,8 +128,7 @@ def test_log_lines_synchronized_internal():
 
 def test_log_lines_synchronized_method_and_external(lock_dir):
     def action(api):
-        Owner.m2 = api.synchronized("log-ext", external=True, lock_path=str(lock_dir))(
-            Owner.method)
+        Owner.m2 = api.synchronized("log-ext", external=True, lock_path=str(lock_dir))(Owner.method)
         try:
             assert Owner().m2(5) == ("method", 5)
         finally:
@@ -150,8 +149,11 @@ def test_log_lines_lock_internal_and_external(lock_dir):
 
     ours = _compare(action)
     msgs = [r.getMessage() for r in ours]
-    assert msgs[:3] == ['Acquiring lock "log-cm"', 'Acquired lock "log-cm"',
-                        'Releasing lock "log-cm"']
+    assert msgs[:3] == [
+        'Acquiring lock "log-cm"',
+        'Acquired lock "log-cm"',
+        'Releasing lock "log-cm"',
+    ]
     assert not any("quiet" in m for m in msgs)
 
 
@@ -167,7 +169,8 @@ def test_log_lines_when_unacquired():
 
     ours = _compare(action)
     assert ours[-1].getMessage() == (
-        'Lock "log-busy" "unacquired" by "test_lockutils_compat.plain_function" :: held N/A')
+        'Lock "log-busy" "unacquired" by "test_lockutils_compat.plain_function" :: held N/A'
+    )
 
 
 def test_log_lines_when_function_raises():
@@ -208,8 +211,7 @@ def test_lock_with_prefix_and_synchronized_with_prefix(lock_dir):
     assert sorted(p.name for p in lock_dir.iterdir()) == ["cinder-vol", "glance-img"]
     cleanup("vol", lock_path=str(lock_dir))
     assert sorted(p.name for p in lock_dir.iterdir()) == ["glance-img"]
-    ferro_lockutils.remove_external_lock_file_with_prefix("glance")("img",
-                                                                    lock_path=str(lock_dir))
+    ferro_lockutils.remove_external_lock_file_with_prefix("glance")("img", lock_path=str(lock_dir))
     assert list(lock_dir.iterdir()) == []
     # internal use of the partials works and creates nothing
     with lock("vol"):
@@ -249,12 +251,14 @@ def test_disable_process_locking(holder, lock_dir):
             pass
         assert not (lock_dir / "dpl-new").exists()
         # ...but the in-process part still excludes threads
-        release = _hold_in_thread(ferro_lockutils.lock("dpl", external=True,
-                                                       lock_path=str(lock_dir)))
+        release = _hold_in_thread(
+            ferro_lockutils.lock("dpl", external=True, lock_path=str(lock_dir))
+        )
         try:
             with pytest.raises(ferro_lockutils.AcquireLockFailedException):
-                with ferro_lockutils.lock("dpl", external=True, lock_path=str(lock_dir),
-                                          blocking=False):
+                with ferro_lockutils.lock(
+                    "dpl", external=True, lock_path=str(lock_dir), blocking=False
+                ):
                     pass
         finally:
             release()
@@ -539,8 +543,13 @@ def test_oslo_and_ferrolock_in_one_process_share_config(tmp_path, first):
     """A process using both libraries (a partial migration) keeps one working config,
     whichever is imported first and whichever set_defaults is called."""
     d1, d2 = tmp_path / "d1", tmp_path / "d2"
-    r = subprocess.run([sys.executable, "-c", _BOTH_MODULES, first, str(d1), str(d2)],
-                       env=child_env(), capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", _BOTH_MODULES, first, str(d1), str(d2)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == "OK"
 
@@ -553,8 +562,13 @@ def test_oslo_lock_path_environment_variable(tmp_path):
         "    pass\n"
         "print(l.get_lock_path(l.CONF))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], env=child_env(OSLO_LOCK_PATH=str(d)),
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env=child_env(OSLO_LOCK_PATH=str(d)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(d)
     assert (d / "from-env").is_file()
@@ -573,8 +587,13 @@ def test_ferrolock_wrapper_sets_lock_path_and_returns_exit_code(tmp_path):
         f"open({str(out)!r}, 'w').write(d)\n"
         "sys.exit(7)\n"
     )
-    r = subprocess.run([console_script("ferrolock-wrapper"), sys.executable, "-c", code],
-                       env=child_env(), capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [console_script("ferrolock-wrapper"), sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 7, r.stderr
     d = out.read_text()
     assert d and os.path.isabs(d)
@@ -587,30 +606,64 @@ def test_ferrolock_wrapper_lock_path_used_by_lockutils(tmp_path):
         "with l.lock('w', external=True):\n"
         "    assert os.path.isfile(os.path.join(os.environ['OSLO_LOCK_PATH'], 'w'))\n"
     )
-    r = subprocess.run([console_script("ferrolock-wrapper"), sys.executable, "-c", code],
-                       env=child_env(), capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [console_script("ferrolock-wrapper"), sys.executable, "-c", code],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_main_is_the_wrapper(tmp_path):
     assert callable(ferro_lockutils.main)
-    code = ("import sys; sys.argv = ['ferrolock-wrapper', 'sh', '-c', 'exit 4']\n"
-            "import ferrolock.lockutils as l; l.main()\n")
-    r = subprocess.run([sys.executable, "-c", code], env=child_env(),
-                       capture_output=True, text=True, timeout=30)
+    code = (
+        "import sys; sys.argv = ['ferrolock-wrapper', 'sh', '-c', 'exit 4']\n"
+        "import ferrolock.lockutils as l; l.main()\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 4, r.stderr
 
 
 def test_public_names_exist():
-    for n in ["lock", "synchronized", "synchronized_with_prefix", "lock_with_prefix",
-              "external_lock", "internal_lock", "internal_fair_lock",
-              "remove_external_lock_file", "remove_external_lock_file_with_prefix",
-              "Semaphores", "FairLocks", "ReaderWriterLock", "AcquireLockFailedException",
-              "set_defaults", "get_lock_path", "CONF", "main"]:
+    for n in [
+        "lock",
+        "synchronized",
+        "synchronized_with_prefix",
+        "lock_with_prefix",
+        "external_lock",
+        "internal_lock",
+        "internal_fair_lock",
+        "remove_external_lock_file",
+        "remove_external_lock_file_with_prefix",
+        "Semaphores",
+        "FairLocks",
+        "ReaderWriterLock",
+        "AcquireLockFailedException",
+        "set_defaults",
+        "get_lock_path",
+        "CONF",
+        "main",
+    ]:
         assert hasattr(ferro_lockutils, n), n
-    for n in ["lock", "synchronized", "InternalLock", "Semaphore", "ReaderWriterLock",
-              "FileLock", "lock_file_path", "registry_size", "LockError",
-              "AcquireLockFailedException", "LockTimeout", "InvalidLockName",
-              "LockPathError", "__version__"]:
+    for n in [
+        "lock",
+        "synchronized",
+        "InternalLock",
+        "Semaphore",
+        "ReaderWriterLock",
+        "FileLock",
+        "lock_file_path",
+        "registry_size",
+        "LockError",
+        "AcquireLockFailedException",
+        "LockTimeout",
+        "InvalidLockName",
+        "LockPathError",
+        "__version__",
+    ]:
         assert hasattr(ferrolock, n), n
     assert isinstance(ferrolock.__version__, str) and ferrolock.__version__

@@ -15,17 +15,44 @@ WORKERS = 4
 ITERS = 300
 
 
-def _run_workers(spawn, tmp_path: Path, lock_dir: Path, impls: list[str],
-                 iters: int, threads: int = 1, name: str = "mutex"):
+def _run_workers(
+    spawn,
+    tmp_path: Path,
+    lock_dir: Path,
+    impls: list[str],
+    iters: int,
+    threads: int = 1,
+    name: str = "mutex",
+):
     counter = tmp_path / "counter"
     counter.write_text("0")
     go = tmp_path / "go"
     kids = []
     for i, impl in enumerate(impls):
-        kids.append((spawn("mutex_worker.py", "--impl", impl, "--name", name,
-                           "--lock-path", lock_dir, "--counter", counter,
-                           "--log", tmp_path / f"log{i}", "--go", go,
-                           "--iters", iters, "--threads", threads), i))
+        kids.append(
+            (
+                spawn(
+                    "mutex_worker.py",
+                    "--impl",
+                    impl,
+                    "--name",
+                    name,
+                    "--lock-path",
+                    lock_dir,
+                    "--counter",
+                    counter,
+                    "--log",
+                    tmp_path / f"log{i}",
+                    "--go",
+                    go,
+                    "--iters",
+                    iters,
+                    "--threads",
+                    threads,
+                ),
+                i,
+            )
+        )
     for k, _ in kids:
         k.expect("READY", timeout=30)
     go.write_text("go")
@@ -42,9 +69,7 @@ def _run_workers(spawn, tmp_path: Path, lock_dir: Path, impls: list[str],
 
 def _assert_no_overlap(intervals) -> None:
     intervals = sorted(intervals)
-    overlaps = [
-        (a, b) for a, b in zip(intervals, intervals[1:]) if b[0] < a[1]
-    ]
+    overlaps = [(a, b) for a, b in zip(intervals, intervals[1:]) if b[0] < a[1]]
     assert not overlaps, f"{len(overlaps)} overlapping critical sections, e.g. {overlaps[:3]}"
 
 
@@ -66,8 +91,7 @@ def test_four_processes_no_lost_updates_no_overlap(spawn, tmp_path, lock_dir, im
 @pytest.mark.timeout(240)
 def test_processes_with_threads_no_lost_updates(spawn, tmp_path, lock_dir):
     """Threads inside each process and processes all exclude each other."""
-    total, intervals = _run_workers(spawn, tmp_path, lock_dir, ["ferrolock"] * 3, 100,
-                                    threads=3)
+    total, intervals = _run_workers(spawn, tmp_path, lock_dir, ["ferrolock"] * 3, 100, threads=3)
     assert total == 3 * 3 * 100
     _assert_no_overlap(intervals)
 
@@ -76,6 +100,7 @@ def test_processes_with_threads_no_lost_updates(spawn, tmp_path, lock_dir):
 def test_mixed_ferrolock_and_oslo_processes_exclude_each_other(spawn, tmp_path, lock_dir):
     """2 ferrolock + 2 oslo.concurrency processes on the same name and lock_path."""
     total, intervals = _run_workers(
-        spawn, tmp_path, lock_dir, ["ferrolock", "oslo", "ferrolock", "oslo"], 100)
+        spawn, tmp_path, lock_dir, ["ferrolock", "oslo", "ferrolock", "oslo"], 100
+    )
     assert total == 400, f"lost {400 - total} updates"
     _assert_no_overlap(intervals)

@@ -122,14 +122,14 @@ def test_release_of_unheld_internal_lock_is_a_clear_error():
 
 def test_release_of_unheld_semaphore_is_a_clear_error():
     s = ferrolock.Semaphore("unheld-sem", 2)
-    with pytest.raises(CLEAR_ERRORS + (ValueError,)) as ei:
+    with pytest.raises((*CLEAR_ERRORS, ValueError)) as ei:
         s.release()
     _assert_usage_error(ei.value)
     assert s.acquire(blocking=False) and s.acquire(blocking=False)
     assert s.acquire(blocking=False) is False
     s.release()
     s.release()
-    with pytest.raises(CLEAR_ERRORS + (ValueError,)):
+    with pytest.raises((*CLEAR_ERRORS, ValueError)):
         s.release()
 
 
@@ -229,9 +229,11 @@ def _fifo_order(make_holder_cm, make_waiter_cm, n=6):
     threads = []
     with make_holder_cm():
         for i in range(n):
+
             def run(i=i):
                 with make_waiter_cm():
                     order.append(i)
+
             t = threading.Thread(target=run, daemon=True)
             t.start()
             threads.append(t)
@@ -242,12 +244,16 @@ def _fifo_order(make_holder_cm, make_waiter_cm, n=6):
 
 
 def test_fair_internal_lock_is_fifo():
-    lk = lambda: ferrolock.InternalLock("fifo", fair=True)
+    def lk():
+        return ferrolock.InternalLock("fifo", fair=True)
+
     assert _fifo_order(lk, lk) == list(range(6))
 
 
 def test_fair_lock_cm_is_fifo():
-    lk = lambda: ferrolock.lock("fifo-cm", fair=True)
+    def lk():
+        return ferrolock.lock("fifo-cm", fair=True)
+
     assert _fifo_order(lk, lk) == list(range(6))
 
 
@@ -273,14 +279,18 @@ def test_fair_lockutils_synchronized_is_fifo():
 
 
 def test_fair_semaphore_is_fifo():
-    s = lambda: ferrolock.Semaphore("fifo-sem", 1, fair=True)
+    def s():
+        return ferrolock.Semaphore("fifo-sem", 1, fair=True)
+
     assert _fifo_order(s, s) == list(range(6))
 
 
 # ------------------------------------------------------------------ ReaderWriterLock
 
-RW_IMPLS = [pytest.param(fasteners.ReaderWriterLock, id="fasteners-reference"),
-            pytest.param(ferrolock.ReaderWriterLock, id="ferrolock")]
+RW_IMPLS = [
+    pytest.param(fasteners.ReaderWriterLock, id="fasteners-reference"),
+    pytest.param(ferrolock.ReaderWriterLock, id="ferrolock"),
+]
 
 
 @pytest.mark.parametrize("RW", RW_IMPLS)
@@ -381,10 +391,12 @@ def test_rw_reentrancy_like_fasteners(RW):
             assert rw.is_reader()
         assert rw.is_reader()
     assert not rw.is_reader()
+
     # fully released: another thread can write
     def w():
         with rw.write_lock():
             return True
+
     assert _in_thread(w) is True
 
 
@@ -399,10 +411,12 @@ def test_rw_reader_to_writer_upgrade_is_refused(RW):
 
     with pytest.raises(CLEAR_ERRORS):
         _in_thread(upgrade)
+
     # the failed upgrade left nothing held
     def w():
         with rw.write_lock():
             return True
+
     assert _in_thread(w) is True
 
 

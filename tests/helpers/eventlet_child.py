@@ -21,22 +21,36 @@ def main() -> int:
     state = {"counter": 0, "inside": 0, "peak": 0, "ticks": 0, "ticks_while_waiting": 0}
 
     if mode == "internal":
-        cm = lambda: ferrolock.lock("green")
+
+        def cm():
+            return ferrolock.lock("green")
     elif mode == "internal-lockutils":
-        cm = lambda: lockutils.lock("green")
+
+        def cm():
+            return lockutils.lock("green")
     elif mode == "internal-fair":
-        cm = lambda: lockutils.lock("green", fair=True)
+
+        def cm():
+            return lockutils.lock("green", fair=True)
     elif mode == "external":
-        cm = lambda: ferrolock.lock("green", external=True, lock_path=lock_path)
+
+        def cm():
+            return ferrolock.lock("green", external=True, lock_path=lock_path)
     elif mode == "external-lockutils":
-        cm = lambda: lockutils.lock("green", external=True, lock_path=lock_path)
+
+        def cm():
+            return lockutils.lock("green", external=True, lock_path=lock_path)
     elif mode == "synchronized-external":
+
         @lockutils.synchronized("green", external=True, lock_path=lock_path)
         def crit(fn):
             return fn()
+
         cm = None
     elif mode == "internal-lock-obj":
-        cm = lambda: ferrolock.InternalLock("green")
+
+        def cm():
+            return ferrolock.InternalLock("green")
     else:
         print("bad mode", file=sys.stderr)
         return 2

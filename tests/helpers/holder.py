@@ -23,18 +23,15 @@ def main() -> int:
     if a.kind == "ferro-lock":
         import ferrolock
 
-        cm = ferrolock.lock(a.name, lock_file_prefix=a.prefix, external=True,
-                            lock_path=a.lock_path)
+        cm = ferrolock.lock(a.name, lock_file_prefix=a.prefix, external=True, lock_path=a.lock_path)
     elif a.kind == "ferro-lockutils":
         from ferrolock import lockutils
 
-        cm = lockutils.lock(a.name, lock_file_prefix=a.prefix, external=True,
-                            lock_path=a.lock_path)
+        cm = lockutils.lock(a.name, lock_file_prefix=a.prefix, external=True, lock_path=a.lock_path)
     elif a.kind == "oslo-lock":
         from oslo_concurrency import lockutils
 
-        cm = lockutils.lock(a.name, lock_file_prefix=a.prefix, external=True,
-                            lock_path=a.lock_path)
+        cm = lockutils.lock(a.name, lock_file_prefix=a.prefix, external=True, lock_path=a.lock_path)
     elif a.kind == "ferro-filelock":
         import ferrolock
 
@@ -44,6 +41,7 @@ def main() -> int:
 
         cm = fasteners.InterProcessLock(a.path)
     elif a.kind == "lockf":
+
         class _Lockf:
             def __enter__(self):
                 self.f = open(a.path, "a")
@@ -54,6 +52,18 @@ def main() -> int:
                 self.f.close()
 
         cm = _Lockf()
+    elif a.kind == "flock":
+
+        class _Flock:
+            def __enter__(self):
+                self.f = open(a.path, "a")
+                fcntl.flock(self.f, fcntl.LOCK_EX)
+
+            def __exit__(self, *exc):
+                fcntl.flock(self.f, fcntl.LOCK_UN)
+                self.f.close()
+
+        cm = _Flock()
     else:
         print(f"unknown kind {a.kind}", file=sys.stderr)
         return 2

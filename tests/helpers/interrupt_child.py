@@ -27,7 +27,7 @@ def fd_locks() -> list:
     for fd in os.listdir(base):
         try:
             with open(os.path.join(base, fd)) as f:
-                out += [l.strip() for l in f if l.startswith("lock:")]
+                out += [line.strip() for line in f if line.startswith("lock:")]
         except OSError:
             pass
     return out
@@ -59,34 +59,56 @@ def main() -> int:
 
     k = a.kind
     if k == "ext-lock":
-        wait = lambda: ferrolock.lock(name, external=True, lock_path=lp).__enter__()
+
+        def wait():
+            return ferrolock.lock(name, external=True, lock_path=lp).__enter__()
     elif k == "ext-lock-timeout":
-        wait = lambda: ferrolock.lock(name, external=True, lock_path=lp, timeout=60).__enter__()
+
+        def wait():
+            return ferrolock.lock(name, external=True, lock_path=lp, timeout=60).__enter__()
     elif k == "ext-lockutils":
-        wait = lambda: lockutils.lock(name, external=True, lock_path=lp).__enter__()
+
+        def wait():
+            return lockutils.lock(name, external=True, lock_path=lp).__enter__()
     elif k == "filelock":
-        wait = lambda: ferrolock.FileLock(a.path).acquire()
+
+        def wait():
+            return ferrolock.FileLock(a.path).acquire()
     elif k == "filelock-thread":
         start_holder(ferrolock.FileLock(a.path))
-        wait = lambda: ferrolock.FileLock(a.path).acquire()
+
+        def wait():
+            return ferrolock.FileLock(a.path).acquire()
     elif k == "internal":
         start_holder(ferrolock.lock(name))
-        wait = lambda: ferrolock.lock(name).__enter__()
+
+        def wait():
+            return ferrolock.lock(name).__enter__()
     elif k == "internal-lockutils":
         start_holder(lockutils.lock(name))
-        wait = lambda: lockutils.lock(name).__enter__()
+
+        def wait():
+            return lockutils.lock(name).__enter__()
     elif k == "internal-fair":
         start_holder(ferrolock.lock(name, fair=True))
-        wait = lambda: ferrolock.lock(name, fair=True).__enter__()
+
+        def wait():
+            return ferrolock.lock(name, fair=True).__enter__()
     elif k == "internal-lock-obj":
         start_holder(ferrolock.InternalLock(name))
-        wait = lambda: ferrolock.InternalLock(name).acquire()
+
+        def wait():
+            return ferrolock.InternalLock(name).acquire()
     elif k == "internal-lock-obj-timeout":
         start_holder(ferrolock.InternalLock(name))
-        wait = lambda: ferrolock.InternalLock(name).acquire(timeout=60)
+
+        def wait():
+            return ferrolock.InternalLock(name).acquire(timeout=60)
     elif k == "semaphore":
         start_holder(ferrolock.Semaphore(name, 1))
-        wait = lambda: ferrolock.Semaphore(name, 1).acquire()
+
+        def wait():
+            return ferrolock.Semaphore(name, 1).acquire()
     elif k == "synchronized":
         start_holder(ferrolock.lock(name))
 
@@ -114,7 +136,11 @@ def main() -> int:
         report["holder_joined"] = not holder_thread.is_alive()
         # Nothing leaked: the lock is free for this process now.
         if k in ("internal", "internal-fair", "synchronized"):
-            with ferrolock.lock(name, blocking=False) if k != "internal-fair" else ferrolock.lock(name, fair=True):
+            with (
+                ferrolock.lock(name, blocking=False)
+                if k != "internal-fair"
+                else ferrolock.lock(name, fair=True)
+            ):
                 report["reacquired"] = True
         elif k == "internal-lockutils":
             with lockutils.lock(name, blocking=False):
@@ -139,7 +165,7 @@ def main() -> int:
     # as "in use"), then ask the registry whether anything is left.
     import gc
 
-    lk = s = fl = wait = f = holder_thread = None  # noqa: F841
+    lk = s = fl = wait = f = holder_thread = None
     gc.collect()
     report["registry_size"] = ferrolock.registry_size()
     print("REPORT " + json.dumps(report), flush=True)

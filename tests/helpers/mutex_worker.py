@@ -16,8 +16,9 @@ import time
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--impl", choices=["ferrolock", "ferrolock-lockutils", "oslo"],
-                   default="ferrolock")
+    p.add_argument(
+        "--impl", choices=["ferrolock", "ferrolock-lockutils", "oslo"], default="ferrolock"
+    )
     p.add_argument("--name", required=True)
     p.add_argument("--lock-path", required=True)
     p.add_argument("--counter", required=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import re
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -39,8 +39,9 @@ def child_env(**extra: str) -> dict[str, str]:
 class Child:
     """A helper process whose stdout lines are read by a background thread."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None,
-                 new_session: bool = False) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str] | None = None, new_session: bool = False
+    ) -> None:
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
@@ -90,7 +91,8 @@ class Child:
             if left <= 0:
                 raise AssertionError(
                     f"child {self.argv!r} did not print {prefix!r} within {timeout}s; "
-                    f"stdout so far={self.seen!r} stderr={self.stderr!r}")
+                    f"stdout so far={self.seen!r} stderr={self.stderr!r}"
+                )
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
@@ -100,7 +102,8 @@ class Child:
                 self._t_err.join(timeout=2)
                 raise AssertionError(
                     f"child {self.argv!r} exited (rc={self.proc.poll()}) before printing "
-                    f"{prefix!r}; stdout={self.seen!r} stderr={self.stderr!r}")
+                    f"{prefix!r}; stdout={self.seen!r} stderr={self.stderr!r}"
+                )
             self.seen.append(line)
             if line.startswith(prefix):
                 return line
@@ -120,7 +123,8 @@ class Child:
             self.kill()
             raise AssertionError(
                 f"child {self.argv!r} did not exit within {timeout}s; "
-                f"stdout={self.seen!r} stderr={self.stderr!r}") from None
+                f"stdout={self.seen!r} stderr={self.stderr!r}"
+            ) from None
 
     def finish(self) -> None:
         """Teardown: let go, make sure the process is gone, close every pipe."""
@@ -197,8 +201,11 @@ def tolerate_fasteners_fd_leak(directory):
     sys.unraisablehook = hook
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=ResourceWarning,
-                                    message=r"unclosed file .*" + re.escape(str(directory)))
+            warnings.filterwarnings(
+                "ignore",
+                category=ResourceWarning,
+                message=r"unclosed file .*" + re.escape(str(directory)),
+            )
             try:
                 yield
             finally:
@@ -213,8 +220,13 @@ def oslo_busy(name, lock_path, prefix=None) -> bool:
 
     with tolerate_fasteners_fd_leak(lock_path):
         try:
-            with oslo_lockutils.lock(name, lock_file_prefix=prefix, external=True,
-                                     lock_path=str(lock_path), blocking=False):
+            with oslo_lockutils.lock(
+                name,
+                lock_file_prefix=prefix,
+                external=True,
+                lock_path=str(lock_path),
+                blocking=False,
+            ):
                 return False
         except oslo_lockutils.AcquireLockFailedException as e:
             assert str(e) == f"Failed to acquire the lock {name}"
