@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, acquire_with_gil, enter, exit, Policy, WithLock};
 use crate::mutex::Mutex;
 use crate::registry::{Handle, Registry};
 use crate::semaphore::Semaphore as CoreSemaphore;
@@ -118,13 +118,18 @@ impl InternalLock {
     }
 
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        let raw = self.raw_send();
-        acquire(
-            py,
-            policy,
-            || raw.0.try_acquire(),
-            move |deadline, interrupted| wait::acquire(raw.0, deadline, interrupted),
-        )
+        match &self.kind {
+            Kind::Plain(m) => acquire_with_gil(py, policy, &**m),
+            Kind::Fair(_) => {
+                let raw = self.raw_send();
+                acquire(
+                    py,
+                    policy,
+                    || raw.0.try_acquire(),
+                    move |deadline, interrupted| wait::acquire(raw.0, deadline, interrupted),
+                )
+            }
+        }
     }
 
     fn raw_send(&self) -> SendRaw<'_> {

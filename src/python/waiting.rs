@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
 use pyo3::PyClass;
 
 use super::errors::{not_acquired, to_pyerr};
-use crate::wait::deadline_after;
-use crate::LockError;
+use crate::wait::{self, deadline_after};
+use crate::{LockError, RawLock};
 
 /// A validated `acquire(blocking, timeout)` request, as `threading.Lock` takes it.
 #[derive(Clone, Copy)]
@@ -50,11 +51,19 @@ impl Policy {
     }
 }
 
-/// The eventlet sleep to yield with, when eventlet has patched threading.
+/// The eventlet sleep to yield with, when eventlet has patched threading. Asked on every
+/// contended wait (a service may monkey-patch after importing us), so it must stay cheap: one
+/// lookup in `sys.modules`, whose object is fetched once.
 fn green_sleep(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
-    let modules = py.import("sys")?.getattr("modules")?;
-    let modules = modules.cast_into::<PyDict>()?;
-    let Some(patcher) = modules.get_item("eventlet.patcher")? else {
+    static MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+    let modules = MODULES.get_or_try_init(py, || -> PyResult<Py<PyDict>> {
+        Ok(py
+            .import("sys")?
+            .getattr("modules")?
+            .cast_into::<PyDict>()?
+            .unbind())
+    })?;
+    let Some(patcher) = modules.bind(py).get_item("eventlet.patcher")? else {
         return Ok(None);
     };
     if !patcher
@@ -83,6 +92,49 @@ where
     if let Some(sleep) = green_sleep(py)? {
         return green_wait(&sleep, deadline, try_once);
     }
+    detached(py, deadline, wait)
+}
+
+/// An in-process lock that Python threads contend for. A waiter does not take the lock while
+/// it is away from the GIL: it waits until the lock is free, then takes it only once it holds
+/// the GIL again. Otherwise each handoff would park the thread that holds the GIL (and would
+/// simply have re-taken the lock) until the woken waiter gets the GIL: a convoy that costs a
+/// GIL switch per cycle. Not for fair locks, whose waiters must be served in order.
+pub fn acquire_with_gil(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyResult<bool> {
+    let try_once = || lock.try_acquire();
+    if try_once().map_err(|e| to_pyerr(e, None))? {
+        return Ok(true);
+    }
+    if !policy.blocking {
+        return Ok(false);
+    }
+    let deadline = policy.deadline();
+    if let Some(sleep) = green_sleep(py)? {
+        return green_wait(&sleep, deadline, try_once);
+    }
+    loop {
+        let seen_free = detached(py, deadline, |deadline, interrupted| {
+            let got = wait::acquire(lock, deadline, interrupted)?;
+            if got {
+                lock.release()?;
+            }
+            Ok(got)
+        })?;
+        if !seen_free {
+            return Ok(false);
+        }
+        if try_once().map_err(|e| to_pyerr(e, None))? {
+            return Ok(true);
+        }
+    }
+}
+
+/// Runs `wait` with the GIL released; between its steps it re-attaches to check for signals
+/// (KeyboardInterrupt comes out of here with nothing held).
+fn detached<W>(py: Python<'_>, deadline: Option<Instant>, wait: W) -> PyResult<bool>
+where
+    W: FnOnce(Option<Instant>, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
+{
     let mut pending: Option<PyErr> = None;
     let outcome = py.detach(|| {
         let mut interrupted = || {
