@@ -11,7 +11,7 @@ AcquireLockFailedException (or LockTimeout) when that does not get the lock.
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from typing_extensions import Self, final
 
@@ -29,8 +29,10 @@ __all__ = [
     "external_lock",
     "fair_lock",
     "internal_lock",
+    "lock",
     "lock_file_path",
     "registry_size",
+    "set_lock_fallback",
 ]
 
 @final
@@ -200,6 +202,25 @@ def lock_file_path(
     lock_path: Union[str, PathLike[str]], name: str, lock_file_prefix: Optional[str] = None
 ) -> Path:
     """oslo's lock file path; raises InvalidLockName or LockPathError for unusable input."""
+
+def lock(
+    name: str,
+    lock_file_prefix: Optional[str] = None,
+    external: bool = False,
+    lock_path: Optional[str] = None,
+    do_log: bool = True,
+    semaphores: Any = None,
+    delay: float = 0.01,
+    fair: bool = False,
+    blocking: bool = True,
+    timeout: Optional[float] = None,
+) -> Any:
+    """oslo.concurrency's ``lock`` plus ``timeout``: a context manager holding lock ``name``
+    (``ferrolock.lockutils.lock``). The in-process case is answered natively in one call."""
+
+def set_lock_fallback(slow_lock: Callable[..., Any], logger: Any) -> None:
+    """Register the Python ``lock`` for what ``lock`` does not answer natively, and the
+    logger whose DEBUG level turns on oslo's log lines."""
 
 def registry_size() -> int:
     """Named in-process locks in use now."""

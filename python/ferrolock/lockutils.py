@@ -288,7 +288,7 @@ def _layered_lock(
                 LOG.debug('Releasing lock "%(lock)s"', {"lock": name})
 
 
-def lock(
+def _python_lock(
     name: str,
     lock_file_prefix: Optional[str] = None,
     external: bool = False,
@@ -300,7 +300,8 @@ def lock(
     blocking: bool = True,
     timeout: Optional[float] = None,
 ) -> Any:
-    """Context manager holding lock ``name`` (see oslo.concurrency's ``lock``).
+    """``lock`` for what the native entry point does not answer itself: external, fair,
+    custom semaphores, DEBUG logging (see ``_native.lock``).
 
     :param external: also lock across processes, with a file under ``lock_path``.
     :param lock_file_prefix: prefix of the lock file name (``nova`` and ``nova-`` are equal).
@@ -331,6 +332,10 @@ def lock(
     return _layered_lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
     )
+
+
+_native.set_lock_fallback(_python_lock, LOG)
+lock = _native.lock
 
 
 def lock_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:

@@ -1,6 +1,7 @@
 //! The PyO3 binding layer: the only code that speaks Python. It turns core results into Python
 //! exceptions, releases the GIL while waiting and keeps Ctrl-C and eventlet working.
 
+mod entry;
 mod errors;
 mod file;
 mod internal;
@@ -20,6 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(rwlock::fair_lock, m)?)?;
     m.add_class::<file::FileLock>()?;
     m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
+    m.add_function(wrap_pyfunction!(entry::lock, m)?)?;
+    m.add_function(wrap_pyfunction!(entry::set_lock_fallback, m)?)?;
     m.add_function(wrap_pyfunction!(internal::internal_lock, m)?)?;
     m.add_function(wrap_pyfunction!(file::lock_file_path, m)?)?;
     m.add_function(wrap_pyfunction!(file::external_lock, m)?)?;

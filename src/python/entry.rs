@@ -1,0 +1,128 @@
+//! oslo's `lock()` entry point. Its common case, an in-process lock with no DEBUG logging, is
+//! answered here in one native call; every other combination goes to the Python
+//! implementation in `ferrolock.lockutils`, registered with `set_lock_fallback`.
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyDict, PyInt, PyString};
+
+use super::internal::{internal_lock, InternalLock};
+
+struct Fallback {
+    slow_lock: Py<PyAny>,
+    logger: Py<PyAny>,
+    /// `logger._cache`: logging's own memo of `isEnabledFor(level)`, cleared in place whenever
+    /// a level or `logging.disable` changes. A hit answers without a Python call.
+    level_cache: Option<Py<PyDict>>,
+    debug: Py<PyAny>,
+}
+
+static FALLBACK: PyOnceLock<Fallback> = PyOnceLock::new();
+
+/// Register the Python `lock` for the cases not answered natively, and the logger whose DEBUG
+/// level decides whether the oslo log lines are due.
+#[pyfunction]
+pub fn set_lock_fallback(py: Python<'_>, slow_lock: Py<PyAny>, logger: Py<PyAny>) {
+    // Registered once, at import of ferrolock.lockutils; a re-import keeps the first.
+    let level_cache = logger
+        .bind(py)
+        .getattr(intern!(py, "_cache"))
+        .ok()
+        .and_then(|c| c.cast_into::<PyDict>().ok())
+        .map(Bound::unbind);
+    let debug = PyInt::new(py, DEBUG).into_any().unbind();
+    let _ = FALLBACK.set(
+        py,
+        Fallback {
+            slow_lock,
+            logger,
+            level_cache,
+            debug,
+        },
+    );
+}
+
+fn truthy(value: Option<&Bound<'_, PyAny>>, default: bool) -> PyResult<bool> {
+    value.map_or(Ok(default), |v| v.is_truthy())
+}
+
+/// Context manager holding lock `name`; oslo.concurrency's `lock` plus `timeout`.
+///
+/// external: also lock across processes with a file under lock_path. lock_file_prefix: prefix
+/// of that file's name. do_log: log acquire/release at DEBUG as oslo does. semaphores: a
+/// `Semaphores` container instead of the process-wide one. delay: accepted, unused (waiters are
+/// woken, not polled). fair: serve waiters in arrival order. blocking: False raises
+/// AcquireLockFailedException at once when busy. timeout: seconds to wait at most, then
+/// LockTimeout. Waiting releases the GIL; Ctrl-C interrupts it and leaves nothing held.
+#[pyfunction]
+#[pyo3(signature = (
+    name, lock_file_prefix=None, external=None, lock_path=None, do_log=None, semaphores=None,
+    delay=None, fair=None, blocking=None, timeout=None
+), text_signature = "(name, lock_file_prefix=None, external=False, lock_path=None, do_log=True, \
+    semaphores=None, delay=0.01, fair=False, blocking=True, timeout=None)")]
+#[allow(clippy::too_many_arguments)]
+pub fn lock<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyAny>,
+    lock_file_prefix: Option<&Bound<'py, PyAny>>,
+    external: Option<&Bound<'py, PyAny>>,
+    lock_path: Option<&Bound<'py, PyAny>>,
+    do_log: Option<&Bound<'py, PyAny>>,
+    semaphores: Option<&Bound<'py, PyAny>>,
+    delay: Option<&Bound<'py, PyAny>>,
+    fair: Option<&Bound<'py, PyAny>>,
+    blocking: Option<&Bound<'py, PyAny>>,
+    timeout: Option<f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let Some(fallback) = FALLBACK.get(py) else {
+        return Err(PyRuntimeError::new_err(
+            "ferrolock.lockutils is not initialised",
+        ));
+    };
+    let simple = semaphores.is_none() && !truthy(external, false)? && !truthy(fair, false)?;
+    if simple && !(truthy(do_log, true)? && debug_enabled(py, fallback)?) {
+        if let Ok(name) = name.cast::<PyString>() {
+            let made: InternalLock =
+                internal_lock(&name.to_cow()?, truthy(blocking, true)?, timeout)?;
+            return Ok(Bound::new(py, made)?.into_any());
+        }
+    }
+    let none = py.None().into_bound(py);
+    let or_none = |v: Option<&Bound<'py, PyAny>>| v.cloned().unwrap_or_else(|| none.clone());
+    let true_ = PyBool::new(py, true).to_owned().into_any();
+    let false_ = PyBool::new(py, false).to_owned().into_any();
+    fallback.slow_lock.bind(py).call1((
+        name,
+        or_none(lock_file_prefix),
+        external.cloned().unwrap_or_else(|| false_.clone()),
+        or_none(lock_path),
+        do_log.cloned().unwrap_or_else(|| true_.clone()),
+        or_none(semaphores),
+        delay
+            .cloned()
+            .map_or_else(|| 0.01_f64.into_pyobject(py).map(|f| f.into_any()), Ok)?,
+        fair.cloned().unwrap_or(false_),
+        blocking.cloned().unwrap_or(true_),
+        timeout,
+    ))
+}
+
+const DEBUG: u8 = 10;
+
+/// `logger.isEnabledFor(DEBUG)`, answered from logging's memo when it has the answer.
+fn debug_enabled(py: Python<'_>, fallback: &Fallback) -> PyResult<bool> {
+    let logger = fallback.logger.bind(py);
+    if let Some(cache) = &fallback.level_cache {
+        if logger.getattr(intern!(py, "disabled"))?.is_truthy()? {
+            return Ok(false);
+        }
+        if let Some(known) = cache.bind(py).get_item(fallback.debug.bind(py))? {
+            return known.is_truthy();
+        }
+    }
+    logger
+        .call_method1(intern!(py, "isEnabledFor"), (DEBUG,))?
+        .is_truthy()
+}
