@@ -1,5 +1,5 @@
-//! oslo's `lock()` entry point. Its common case, an in-process lock with no DEBUG logging, is
-//! answered here in one native call; every other combination goes to the Python
+//! oslo's `lock()` entry point. Its common case, an in-process lock (fair or not) with no DEBUG
+//! logging, is answered here in one native call; every other combination goes to the Python
 //! implementation in `ferrolock.lockutils`, registered with `set_lock_fallback`.
 
 use pyo3::exceptions::PyRuntimeError;
@@ -8,7 +8,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
-use super::internal::{internal_lock, InternalLock};
+use super::internal::internal_lock;
+use super::rwlock::fair_lock;
 
 struct Fallback {
     slow_lock: Py<PyAny>,
@@ -81,12 +82,15 @@ pub fn lock<'py>(
             "ferrolock.lockutils is not initialised",
         ));
     };
-    let simple = semaphores.is_none() && !truthy(external, false)? && !truthy(fair, false)?;
-    if simple && !(truthy(do_log, true)? && debug_enabled(py, fallback)?) {
+    let in_process = semaphores.is_none() && !truthy(external, false)?;
+    if in_process && !(truthy(do_log, true)? && debug_enabled(py, fallback)?) {
         if let Ok(name) = name.cast::<PyString>() {
-            let made: InternalLock =
-                internal_lock(&name.to_cow()?, truthy(blocking, true)?, timeout)?;
-            return Ok(Bound::new(py, made)?.into_any());
+            let (name, blocking) = (name.to_cow()?, truthy(blocking, true)?);
+            return if truthy(fair, false)? {
+                Ok(Bound::new(py, fair_lock(&name, blocking, timeout)?)?.into_any())
+            } else {
+                Ok(Bound::new(py, internal_lock(&name, blocking, timeout)?)?.into_any())
+            };
         }
     }
     let none = py.None().into_bound(py);

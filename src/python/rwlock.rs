@@ -5,7 +5,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyModule;
 
 use super::errors::to_pyerr;
 use super::waiting::{acquire, enter, exit, Policy, WithLock};
@@ -144,8 +147,11 @@ pub fn fair_lock(name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<F
 /// `threading.get_ident()`, looked up on each call: eventlet's monkey-patching replaces it with
 /// a greenthread id, and re-entrancy must follow greenthreads.
 fn current_owner(py: Python<'_>) -> PyResult<OwnerId> {
-    py.import("threading")?
-        .getattr("get_ident")?
+    static THREADING: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let threading = THREADING.get_or_try_init(py, || py.import("threading").map(Bound::unbind))?;
+    threading
+        .bind(py)
+        .getattr(intern!(py, "get_ident"))?
         .call0()?
         .extract()
 }
