@@ -29,9 +29,7 @@ from ferrolock.exceptions import AcquireLockFailedException, LockPathError, Lock
 from ferrolock.rwlock import ReaderWriterLock
 
 LOG = logging.getLogger(__name__)
-_internal_lock = _native.internal_lock
 _external_lock = _native.external_lock
-_fair_lock = _native.fair_lock
 _DEBUG = logging.DEBUG
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -290,45 +288,23 @@ def _layered_lock(
 
 def _python_lock(
     name: str,
-    lock_file_prefix: Optional[str] = None,
-    external: bool = False,
-    lock_path: Optional[str] = None,
-    do_log: bool = True,
-    semaphores: Optional[Semaphores] = None,
-    delay: float = 0.01,
-    fair: bool = False,
-    blocking: bool = True,
-    timeout: Optional[float] = None,
+    lock_file_prefix: Optional[str],
+    external: bool,
+    lock_path: Optional[str],
+    do_log: bool,
+    semaphores: Optional[Semaphores],
+    delay: float,
+    fair: bool,
+    blocking: bool,
+    timeout: Optional[float],
 ) -> Any:
-    """``lock`` for what the native entry point does not answer itself: external, fair,
-    custom semaphores, DEBUG logging (see ``_native.lock``).
-
-    :param external: also lock across processes, with a file under ``lock_path``.
-    :param lock_file_prefix: prefix of the lock file name (``nova`` and ``nova-`` are equal).
-    :param lock_path: directory of lock files; default ``[oslo_concurrency] lock_path`` or
-        ``OSLO_LOCK_PATH``.
-    :param do_log: log acquire/release at DEBUG, as oslo does.
-    :param semaphores: a ``Semaphores`` container instead of the process-wide one.
-    :param delay: accepted for compatibility; waiters are woken, not polled.
-    :param fair: serve waiters in arrival order (within this process).
-    :param blocking: ``False`` raises AcquireLockFailedException at once when busy.
-    :param timeout: seconds to wait at most, then LockTimeout (a TimeoutError).
-
-    Waiting releases the GIL; Ctrl-C interrupts it and leaves nothing held.
-    """
+    """What ``lock`` (native, see ``_native.lock``) does not answer itself: external locks,
+    custom semaphores, and DEBUG logging. Arguments as ``lock``."""
     if fair and semaphores is not None:
         raise NotImplementedError("Specifying semaphores is not supported when using fair locks.")
-    if semaphores is None and not (do_log and LOG.isEnabledFor(_DEBUG)):
-        if fair:
-            if not external:
-                return _fair_lock(name, blocking, timeout)
-        elif not external:
-            # Positional arguments: keyword parsing would double the cost of this call.
-            if blocking is True and timeout is None:
-                return _internal_lock(name)
-            return _internal_lock(name, blocking, timeout)
-        elif not _process_locking_disabled():
-            return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
+    quiet = not (do_log and LOG.isEnabledFor(_DEBUG))
+    if external and quiet and not fair and semaphores is None and not _process_locking_disabled():
+        return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
     return _layered_lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
     )
