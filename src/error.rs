@@ -12,11 +12,7 @@ pub enum LockError {
     /// The lock directory cannot hold lock files (is a file, cannot be created, not writable).
     LockPath { path: PathBuf, source: io::Error },
     /// An I/O call on a lock file failed for another reason.
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        source: io::Error,
-    },
+    Io { path: PathBuf, op: &'static str, source: io::Error },
     /// `release()` of a lock this handle does not hold.
     NotHeld,
     /// The caller's interrupt check asked the wait to stop (e.g. a pending signal).
@@ -32,11 +28,7 @@ impl fmt::Display for LockError {
                 write!(f, "invalid lock name {name:?}: {reason}")
             }
             LockError::LockPath { path, source } => {
-                write!(
-                    f,
-                    "lock_path {} cannot hold lock files: {source}",
-                    path.display()
-                )
+                write!(f, "lock_path {} cannot hold lock files: {source}", path.display())
             }
             LockError::Io { path, op, source } => {
                 write!(f, "{op} {} failed: {source}", path.display())

@@ -9,17 +9,17 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex as StateMutex;
 
 use crate::mutex::Mutex;
 use crate::sys::{self, FileId};
-use crate::wait::{self, WaitTicket};
+use crate::wait::{self, Until, WaitTicket};
 use crate::{LockError, RawLock};
 
 /// Idle entries kept with their descriptor open; past this, idle ones are closed.
@@ -32,6 +32,9 @@ struct LockFile {
     open: StateMutex<Option<OpenFile>>,
     /// The holder had to wait for another process: there may be more waiters to make way for.
     contended: AtomicBool,
+    /// `pthread_self()` of the thread holding `guard` (0: none), so that a forked child can
+    /// tell a hold of its own (a `with` spanning the fork) from one of a thread it did not get.
+    holder: AtomicU64,
 }
 
 struct OpenFile {
@@ -58,18 +61,35 @@ pub fn cached_files() -> usize {
     cache().lock().len()
 }
 
-/// In a forked child: close the descriptors inherited from the parent. Until closed, they keep
-/// the parent's open files alive, so a lock the parent holds would outlive the parent.
-/// Entries another thread is using at this instant are left for `acquire` to fix.
-pub fn forget_inherited() {
-    let Some(files) = cache().try_lock() else {
-        return;
-    };
-    for file in files.values() {
-        if let Some(mut open) = file.open.try_lock() {
-            if open.as_ref().is_some_and(OpenFile::inherited) {
-                *open = None;
-            }
+/// In a forked child (only the forking thread exists): close the descriptors inherited from the
+/// parent, which keep the parent's open files, and so its locks, alive; and give back guards
+/// that parent threads other than the forking one held, since they will never release them.
+///
+/// # Safety
+/// Call only in a forked child before it starts threads that use file locks, from the thread
+/// that forked (Python's `os.register_at_fork(after_in_child=...)` does both).
+pub unsafe fn forget_inherited() {
+    let files = cache();
+    if files.is_locked() {
+        // SAFETY: in the child the holder of this lock did not survive the fork.
+        unsafe { files.force_unlock() };
+    }
+    let me = sys::current_thread();
+    for file in files.lock().values() {
+        if file.open.is_locked() {
+            // SAFETY: as above: a parent thread was cloning the descriptor at the fork.
+            unsafe { file.open.force_unlock() };
+        }
+        if let Some(inherited) = file.open.lock().take() {
+            // Threads that did not survive the fork may hold copies of the `Arc`, which will
+            // never be dropped: close the descriptor itself, and never close it again.
+            let fd = std::mem::ManuallyDrop::new(inherited.fd);
+            // SAFETY: the descriptor is open and no live code uses it after this point.
+            unsafe { libc::close(fd.as_raw_fd()) };
+        }
+        if file.guard.locked() && file.holder.load(Ordering::Acquire) != me {
+            file.holder.store(0, Ordering::Release);
+            let _ = file.guard.release();
         }
     }
 }
@@ -94,11 +114,7 @@ impl RawLock for Ofd<'_> {
 }
 
 fn io_error(path: &Path, op: &'static str, source: io::Error) -> LockError {
-    LockError::Io {
-        path: path.to_owned(),
-        op,
-        source,
-    }
+    LockError::Io { path: path.to_owned(), op, source }
 }
 
 fn with_path(err: LockError, path: &Path) -> LockError {
@@ -129,30 +145,22 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
         Ok(fd) => fd,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| LockError::LockPath {
-                    path: dir.to_owned(),
-                    source: e,
-                })?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| LockError::LockPath { path: dir.to_owned(), source: e })?;
             }
             sys::open_lock_file(path).map_err(|e| open_error(path, e))?
         }
         Err(e) => return Err(open_error(path, e)),
     };
     let id = sys::fd_identity(&fd).map_err(|e| io_error(path, "fstat", e))?;
-    Ok(OpenFile {
-        fd: Arc::new(fd),
-        id,
-        generation: sys::fork_generation(),
-    })
+    Ok(OpenFile { fd: Arc::new(fd), id, generation: sys::fork_generation() })
 }
 
 impl FileLock {
     pub fn new(path: &Path) -> FileLock {
         let mut files = cache().lock();
         if let Some(file) = files.get(path) {
-            return FileLock {
-                file: Arc::clone(file),
-            };
+            return FileLock { file: Arc::clone(file) };
         }
         if files.len() >= IDLE_FILES_KEPT {
             files.retain(|_, f| Arc::strong_count(f) > 1);
@@ -162,6 +170,7 @@ impl FileLock {
             guard: Mutex::new(),
             open: StateMutex::new(None),
             contended: AtomicBool::new(false),
+            holder: AtomicU64::new(0),
         });
         files.insert(path.to_owned(), Arc::clone(&file));
         FileLock { file }
@@ -176,21 +185,23 @@ impl FileLock {
         self.file.guard.locked()
     }
 
-    /// Take the lock, waiting until `deadline` (`None`: forever); `Ok(false)` when it passed.
+    /// Take the lock, waiting until `until.deadline`; `Ok(false)` when it passed.
     ///
     /// # Errors
     /// `LockPath` when the directory cannot hold the file, `Io` for other failures,
     /// `Interrupted` when `interrupted` said so. Nothing is held after an error.
     pub fn acquire(
         &self,
-        deadline: Option<Instant>,
+        until: Until,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<bool, LockError> {
-        if !wait::acquire(&self.file.guard, deadline, interrupted)? {
+        if !wait::acquire(&self.file.guard, until, interrupted)? {
             return Ok(false);
         }
-        let outcome = self.lock_file(deadline, interrupted);
+        self.file.holder.store(sys::current_thread(), Ordering::Release);
+        let outcome = self.lock_file(until, interrupted);
         if !matches!(outcome, Ok(true)) {
+            self.file.holder.store(0, Ordering::Release);
             // The guard was ours a moment ago; giving it back cannot fail.
             let _ = self.file.guard.release();
         }
@@ -199,7 +210,7 @@ impl FileLock {
 
     fn lock_file(
         &self,
-        deadline: Option<Instant>,
+        until: Until,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<bool, LockError> {
         let path = &self.file.path;
@@ -222,7 +233,7 @@ impl FileLock {
             };
             let ofd = Ofd(&fd);
             if !ofd.try_acquire().map_err(|e| with_path(e, path))? {
-                if !wait::acquire(&ofd, deadline, interrupted).map_err(|e| with_path(e, path))? {
+                if !wait::acquire(&ofd, until, interrupted).map_err(|e| with_path(e, path))? {
                     return Ok(false);
                 }
                 self.file.contended.store(true, Ordering::Relaxed);
@@ -263,6 +274,7 @@ impl FileLock {
             }
         };
         let made_way = self.file.contended.swap(false, Ordering::Relaxed);
+        self.file.holder.store(0, Ordering::Release);
         self.file.guard.release()?;
         if made_way {
             // Waiters in other processes were woken by the unlock; give one of them the CPU
@@ -280,7 +292,7 @@ impl FileLock {
     /// As `acquire` and `release`; `Io` when unlinking failed.
     pub fn remove_if_unused(&self) -> Result<bool, LockError> {
         let never = &mut || false;
-        if !self.acquire(Some(Instant::now()), never)? {
+        if !self.acquire(Until::now(), never)? {
             return Ok(false);
         }
         let removed = match std::fs::remove_file(&self.file.path) {
@@ -308,8 +320,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a/b/lock");
         let (one, two) = (FileLock::new(&path), FileLock::new(&path));
-        let now = || Some(Instant::now());
-        assert!(one.acquire(None, &mut || false).unwrap_or(false));
+        let now = Until::now;
+        assert!(one.acquire(Until::forever(), &mut || false).unwrap_or(false));
         assert!(path.exists());
         assert!(!two.acquire(now(), &mut || false).unwrap_or(true));
         assert!(one.release().is_ok());
@@ -324,12 +336,11 @@ mod tests {
         let file = dir.path().join("plain");
         std::fs::write(&file, b"").expect("write");
         let lock = FileLock::new(&file.join("x"));
-        match lock.acquire(None, &mut || false) {
+        match lock.acquire(Until::forever(), &mut || false) {
             Err(LockError::LockPath { path, .. }) => assert_eq!(path, file),
-            other => panic!(
-                "expected a LockPath error, got {:?}",
-                other.map_err(|e| e.to_string())
-            ),
+            other => {
+                panic!("expected a LockPath error, got {:?}", other.map_err(|e| e.to_string()))
+            }
         }
         assert!(!lock.locked());
     }
@@ -339,12 +350,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("gone");
         let lock = FileLock::new(&path);
-        assert!(lock.acquire(None, &mut || false).unwrap_or(false));
+        assert!(lock.acquire(Until::forever(), &mut || false).unwrap_or(false));
         assert!(!lock.remove_if_unused().unwrap_or(true));
         assert!(lock.release().is_ok());
         assert!(lock.remove_if_unused().unwrap_or(false));
         assert!(!path.exists());
-        assert!(lock.acquire(None, &mut || false).unwrap_or(false));
+        assert!(lock.acquire(Until::forever(), &mut || false).unwrap_or(false));
         assert!(path.exists());
         assert!(lock.release().is_ok());
     }

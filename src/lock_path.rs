@@ -10,10 +10,7 @@ use crate::LockError;
 pub const NAME_MAX: usize = 255;
 
 fn invalid(name: &str, reason: String) -> LockError {
-    LockError::InvalidName {
-        name: name.to_owned(),
-        reason,
-    }
+    LockError::InvalidName { name: name.to_owned(), reason }
 }
 
 /// The file name oslo gives lock `name` with `prefix`.
@@ -25,10 +22,7 @@ pub fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, LockEr
         return Err(invalid(name, "the name is empty".into()));
     }
     if name.contains('\0') || prefix.is_some_and(|p| p.contains('\0')) {
-        return Err(invalid(
-            name,
-            "lock names and prefixes cannot contain NUL bytes".into(),
-        ));
+        return Err(invalid(name, "lock names and prefixes cannot contain NUL bytes".into()));
     }
     let name_part = name.replace('/', "_");
     let file_name = match prefix {
@@ -39,10 +33,7 @@ pub fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, LockEr
         _ => name_part,
     };
     if file_name == "." || file_name == ".." {
-        return Err(invalid(
-            name,
-            "'.' and '..' name directories, not lock files".into(),
-        ));
+        return Err(invalid(name, "'.' and '..' name directories, not lock files".into()));
     }
     if file_name.len() > NAME_MAX {
         return Err(invalid(
@@ -97,10 +88,7 @@ mod tests {
     #[test]
     fn refuses_what_cannot_be_a_file_name() {
         for bad in ["", "a\0b", "..", "."] {
-            assert!(matches!(
-                lock_file_name(bad, None),
-                Err(LockError::InvalidName { .. })
-            ));
+            assert!(matches!(lock_file_name(bad, None), Err(LockError::InvalidName { .. })));
         }
         assert!(lock_file_name(&"a".repeat(255), None).is_ok());
         assert!(lock_file_name(&"a".repeat(251), Some("nova")).is_err());

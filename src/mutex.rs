@@ -25,10 +25,7 @@ impl Default for Mutex {
 
 impl Mutex {
     pub const fn new() -> Self {
-        Mutex {
-            raw: RawMutex::INIT,
-            held: AtomicBool::new(false),
-        }
+        Mutex { raw: RawMutex::INIT, held: AtomicBool::new(false) }
     }
 
     pub fn locked(&self) -> bool {

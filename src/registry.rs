@@ -38,20 +38,14 @@ struct State<T> {
 
 impl<T> State<T> {
     fn sweep(&mut self) {
-        self.entries
-            .retain(|_, e| e.users.load(Ordering::Acquire) > 0);
+        self.entries.retain(|_, e| e.users.load(Ordering::Acquire) > 0);
         self.sweep_at = (self.entries.len() * 2).max(IDLE_KEPT);
     }
 }
 
 impl<T> Default for Registry<T> {
     fn default() -> Self {
-        Registry {
-            state: Mutex::new(State {
-                entries: Map::default(),
-                sweep_at: IDLE_KEPT,
-            }),
-        }
+        Registry { state: Mutex::new(State { entries: Map::default(), sweep_at: IDLE_KEPT }) }
     }
 }
 
@@ -76,22 +70,35 @@ impl<T> Registry<T> {
     /// # Errors
     /// Whatever `make` returns; nothing is registered then.
     pub fn get<E>(&self, name: &str, make: impl FnOnce() -> Result<T, E>) -> Result<Handle<T>, E> {
+        self.get_fitting(name, make, |_| true)
+    }
+
+    /// As `get`, but an idle entry that does not `fit` (say, a semaphore of another size) is
+    /// replaced: nobody uses it, so it is as good as gone.
+    ///
+    /// # Errors
+    /// Whatever `make` returns; nothing is registered then.
+    pub fn get_fitting<E>(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<T, E>,
+        fits: impl Fn(&T) -> bool,
+    ) -> Result<Handle<T>, E> {
         let mut state = self.state.lock();
         if let Some(entry) = state.entries.get(name) {
             // Users only grow under the registry lock, so a sweep cannot race this.
-            entry.users.fetch_add(1, Ordering::AcqRel);
-            return Ok(Handle {
-                entry: Arc::clone(entry),
-            });
+            let users = entry.users.fetch_add(1, Ordering::AcqRel);
+            if users > 0 || fits(&entry.value) {
+                return Ok(Handle { entry: Arc::clone(entry) });
+            }
+            entry.users.fetch_sub(1, Ordering::AcqRel);
+            state.entries.remove(name);
         }
         if state.entries.len() >= state.sweep_at {
             state.sweep();
         }
-        let entry = Arc::new(Entry {
-            name: name.into(),
-            users: AtomicUsize::new(1),
-            value: make()?,
-        });
+        let entry =
+            Arc::new(Entry { name: name.into(), users: AtomicUsize::new(1), value: make()? });
         state.entries.insert(name.into(), Arc::clone(&entry));
         Ok(Handle { entry })
     }
@@ -127,8 +134,7 @@ mod tests {
     use std::convert::Infallible;
 
     fn get(r: &Registry<u32>, name: &str, v: u32) -> Handle<u32> {
-        r.get(name, || Ok::<_, Infallible>(v))
-            .unwrap_or_else(|e| match e {})
+        r.get(name, || Ok::<_, Infallible>(v)).unwrap_or_else(|e| match e {})
     }
 
     #[test]

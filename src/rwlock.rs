@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::wait::Until;
 use crate::LockError;
 
 pub type OwnerId = u64;
@@ -50,9 +51,9 @@ impl State {
                     *depth += 1;
                     Ok(())
                 }
-                Access::Write => Err(LockError::Misuse(
-                    "reader to writer privilege escalation is not allowed",
-                )),
+                Access::Write => {
+                    Err(LockError::Misuse("reader to writer privilege escalation is not allowed"))
+                }
             });
         }
         None
@@ -90,8 +91,9 @@ impl RwLock {
         Self::default()
     }
 
-    /// Take `access` for `owner`, waiting until `deadline` (`None`: forever) in steps that end
-    /// every `DEFAULT_STEP` to ask `interrupted`. `Ok(false)` when the deadline passed.
+    /// Take `access` for `owner`, waiting until `until.deadline` in steps of `until.step`,
+    /// asking `interrupted` after each; the waiter keeps its place in line across steps.
+    /// `Ok(false)` when the deadline passed.
     ///
     /// # Errors
     /// `Misuse` for a reader asking to write; `Interrupted` when `interrupted` said so.
@@ -99,9 +101,10 @@ impl RwLock {
         &self,
         owner: OwnerId,
         access: Access,
-        deadline: Option<Instant>,
+        until: Until,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<bool, LockError> {
+        let deadline = until.deadline;
         let mut state = self.state.lock();
         if let Some(done) = state.reenter(owner, access) {
             return done.map(|()| true);
@@ -114,7 +117,7 @@ impl RwLock {
                 state.grant(owner, access);
                 break Ok(true);
             }
-            let step_end = Instant::now() + crate::wait::DEFAULT_STEP;
+            let step_end = Instant::now() + until.step;
             let until = deadline.map_or(step_end, |d| d.min(step_end));
             let timed_out = self.changed.wait_until(&mut state, until).timed_out();
             if timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -183,23 +186,23 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn soon() -> Option<Instant> {
-        Some(Instant::now() + Duration::from_millis(20))
+    fn soon() -> Until {
+        Until::after(Some(Duration::from_millis(20)))
     }
 
     #[test]
     fn readers_share_and_writers_exclude() {
         let l = RwLock::new();
         let no = &mut || false;
-        assert!(l.acquire(1, Access::Read, None, no).unwrap_or(false));
-        assert!(l.acquire(2, Access::Read, None, no).unwrap_or(false));
+        assert!(l.acquire(1, Access::Read, Until::forever(), no).unwrap_or(false));
+        assert!(l.acquire(2, Access::Read, Until::forever(), no).unwrap_or(false));
         assert!(!l.acquire(3, Access::Write, soon(), no).unwrap_or(true));
         assert!(l.release(1, Access::Read).is_ok() && l.release(2, Access::Read).is_ok());
         assert!(l.acquire(3, Access::Write, soon(), no).unwrap_or(false));
         assert!(!l.acquire(1, Access::Read, soon(), no).unwrap_or(true));
         // The writer re-enters for both kinds.
-        assert!(l.acquire(3, Access::Read, None, no).unwrap_or(false));
-        assert!(l.acquire(3, Access::Write, None, no).unwrap_or(false));
+        assert!(l.acquire(3, Access::Read, Until::forever(), no).unwrap_or(false));
+        assert!(l.acquire(3, Access::Write, Until::forever(), no).unwrap_or(false));
         assert!(l.release(3, Access::Write).is_ok() && l.release(3, Access::Read).is_ok());
         assert!(l.is_writer(3));
         assert!(l.release(3, Access::Write).is_ok());
@@ -209,16 +212,11 @@ mod tests {
     #[test]
     fn reader_cannot_upgrade() {
         let l = RwLock::new();
-        assert!(l
-            .acquire(1, Access::Read, None, &mut || false)
-            .unwrap_or(false));
+        assert!(l.acquire(1, Access::Read, Until::forever(), &mut || false).unwrap_or(false));
         assert!(matches!(
-            l.acquire(1, Access::Write, None, &mut || false),
+            l.acquire(1, Access::Write, Until::forever(), &mut || false),
             Err(LockError::Misuse(_))
         ));
-        assert!(matches!(
-            l.release(2, Access::Read),
-            Err(LockError::NotHeld)
-        ));
+        assert!(matches!(l.release(2, Access::Read), Err(LockError::NotHeld)));
     }
 }

@@ -32,11 +32,7 @@ impl Semaphore {
         Ok(Semaphore {
             permits,
             fair,
-            state: Mutex::new(State {
-                available: permits,
-                queue: VecDeque::new(),
-                next_ticket: 0,
-            }),
+            state: Mutex::new(State { available: permits, queue: VecDeque::new(), next_ticket: 0 }),
             changed: Condvar::new(),
         })
     }
@@ -124,7 +120,7 @@ impl RawLock for Semaphore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wait::{acquire, deadline_after};
+    use crate::wait::{acquire, Until};
     use std::sync::Arc;
 
     #[test]
@@ -147,7 +143,7 @@ mod tests {
         for i in 0..5 {
             let (s, order) = (Arc::clone(&s), Arc::clone(&order));
             threads.push(std::thread::spawn(move || {
-                let got = acquire(&*s, None, &mut || false).unwrap_or(false);
+                let got = acquire(&*s, Until::forever(), &mut || false).unwrap_or(false);
                 order.lock().push(i);
                 std::thread::sleep(Duration::from_millis(5));
                 assert!(got && s.release().is_ok());
@@ -161,6 +157,6 @@ mod tests {
             assert!(t.join().is_ok());
         }
         assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
-        assert!(acquire(&*s, deadline_after(Some(Duration::ZERO)), &mut || false).unwrap_or(false));
+        assert!(acquire(&*s, Until::now(), &mut || false).unwrap_or(false));
     }
 }

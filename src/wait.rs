@@ -11,6 +11,44 @@ use crate::LockError;
 /// Longest single blocking step: bounds how late a deadline or an interrupt is noticed.
 pub const DEFAULT_STEP: Duration = Duration::from_millis(50);
 
+/// How long to wait and in what steps: the loop asks its caller whether to stop after each step.
+#[derive(Clone, Copy, Debug)]
+pub struct Until {
+    /// `None`: forever.
+    pub deadline: Option<Instant>,
+    /// Longest single blocking step. Zero makes every step a non-blocking try, for callers
+    /// that must not block their thread (eventlet) and wait in their `interrupted` instead.
+    pub step: Duration,
+}
+
+impl Until {
+    pub fn deadline(deadline: Option<Instant>) -> Until {
+        Until { deadline, step: DEFAULT_STEP }
+    }
+
+    pub fn forever() -> Until {
+        Until::deadline(None)
+    }
+
+    /// One try, no waiting.
+    pub fn now() -> Until {
+        Until::deadline(Some(Instant::now()))
+    }
+
+    /// `timeout` from now; `None` waits forever.
+    pub fn after(timeout: Option<Duration>) -> Until {
+        Until::deadline(deadline_after(timeout))
+    }
+
+    pub fn with_step(self, step: Duration) -> Until {
+        Until { step, ..self }
+    }
+
+    fn passed(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
 /// A waiter's place in a backend's queue, kept across the steps of one wait so that a fair lock
 /// does not send a waiter to the back each time a step ends.
 #[derive(Debug, Default)]
@@ -40,7 +78,7 @@ pub trait RawLock: Send + Sync {
     fn release(&self) -> Result<(), LockError>;
 }
 
-/// Wait for `lock` until `deadline` (`None`: forever), asking `interrupted` between steps.
+/// Wait for `lock` until `until.deadline`, asking `interrupted` between steps.
 ///
 /// Returns `Ok(false)` when the deadline passed first. Nothing is held after an error.
 ///
@@ -48,14 +86,17 @@ pub trait RawLock: Send + Sync {
 /// `LockError::Interrupted` when `interrupted` returned true; the backend's errors.
 pub fn acquire<L: RawLock + ?Sized>(
     lock: &L,
-    deadline: Option<Instant>,
+    until: Until,
     interrupted: &mut dyn FnMut() -> bool,
 ) -> Result<bool, LockError> {
     if lock.try_acquire()? {
         return Ok(true);
     }
+    if until.passed() {
+        return Ok(false);
+    }
     let mut ticket = WaitTicket::default();
-    let outcome = wait_steps(lock, deadline, interrupted, &mut ticket);
+    let outcome = wait_steps(lock, until, interrupted, &mut ticket);
     if !matches!(outcome, Ok(true)) {
         lock.cancel_wait(&mut ticket);
     }
@@ -64,19 +105,19 @@ pub fn acquire<L: RawLock + ?Sized>(
 
 fn wait_steps<L: RawLock + ?Sized>(
     lock: &L,
-    deadline: Option<Instant>,
+    until: Until,
     interrupted: &mut dyn FnMut() -> bool,
     ticket: &mut WaitTicket,
 ) -> Result<bool, LockError> {
     loop {
-        let step = match deadline {
-            None => DEFAULT_STEP,
+        let step = match until.deadline {
+            None => until.step,
             Some(deadline) => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Ok(false);
                 }
-                left.min(DEFAULT_STEP)
+                left.min(until.step)
             }
         };
         if lock.acquire_step(step, ticket)? {
@@ -88,7 +129,7 @@ fn wait_steps<L: RawLock + ?Sized>(
     }
 }
 
-/// `timeout` as a deadline from now; `None` waits forever.
+/// `timeout` as a deadline from now; `None` waits forever (so does one past the clock's range).
 pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))
 }

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrolock::file_lock::FileLock;
+use ferrolock::wait::Until;
 
 const ROLE: &str = "FERROLOCK_TEST_ROLE";
 const DIR: &str = "FERROLOCK_TEST_DIR";
@@ -19,8 +20,7 @@ fn lock_path(dir: &Path) -> PathBuf {
 }
 
 fn acquire(lock: &FileLock, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    lock.acquire(deadline, &mut || false).expect("acquire")
+    lock.acquire(Until::after(timeout), &mut || false).expect("acquire")
 }
 
 /// Worker: increments the counter file ROUNDS times under the lock, with a read, a pause and
@@ -30,10 +30,8 @@ fn counter_worker(dir: &Path) {
     let counter = dir.join("counter.txt");
     for _ in 0..ROUNDS {
         assert!(acquire(&lock, None));
-        let n: usize = fs::read_to_string(&counter)
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0);
+        let n: usize =
+            fs::read_to_string(&counter).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
         std::thread::yield_now();
         fs::write(&counter, format!("{}", n + 1)).expect("write counter");
         lock.release().expect("release");
@@ -44,11 +42,7 @@ fn counter_worker(dir: &Path) {
 fn lockf_holder(dir: &Path) {
     let path = lock_path(dir);
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .expect("open");
+    let file = fs::OpenOptions::new().create(true).append(true).open(&path).expect("open");
     // SAFETY: valid open descriptor; F_LOCK with length 0 locks to EOF like Python's lockf.
     assert_eq!(unsafe { libc::lockf(file.as_raw_fd(), libc::F_LOCK, 0) }, 0);
     println!("held");
@@ -86,10 +80,7 @@ fn wait_until_held(child: &mut Child) {
 
 /// Runs the worker body when this process is a worker; the test itself otherwise.
 fn worker_role() -> Option<(String, PathBuf)> {
-    Some((
-        std::env::var(ROLE).ok()?,
-        PathBuf::from(std::env::var(DIR).ok()?),
-    ))
+    Some((std::env::var(ROLE).ok()?, PathBuf::from(std::env::var(DIR).ok()?)))
 }
 
 #[test]
@@ -99,9 +90,8 @@ fn four_processes_lose_no_update() {
         return counter_worker(&dir);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let workers: Vec<Child> = (0..4)
-        .map(|_| spawn("counter", dir.path(), "four_processes_lose_no_update"))
-        .collect();
+    let workers: Vec<Child> =
+        (0..4).map(|_| spawn("counter", dir.path(), "four_processes_lose_no_update")).collect();
     for mut w in workers {
         assert!(w.wait().expect("wait").success());
     }
@@ -116,17 +106,11 @@ fn a_lockf_holder_excludes_us_and_its_death_releases() {
         return lockf_holder(&dir);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut holder = spawn(
-        "lockf",
-        dir.path(),
-        "a_lockf_holder_excludes_us_and_its_death_releases",
-    );
+    let mut holder =
+        spawn("lockf", dir.path(), "a_lockf_holder_excludes_us_and_its_death_releases");
     wait_until_held(&mut holder);
     let lock = FileLock::new(&lock_path(dir.path()));
-    assert!(
-        !acquire(&lock, Some(Duration::from_millis(200))),
-        "lockf holder did not exclude us"
-    );
+    assert!(!acquire(&lock, Some(Duration::from_millis(200))), "lockf holder did not exclude us");
     holder.kill().expect("SIGKILL");
     let started = Instant::now();
     assert!(acquire(&lock, Some(Duration::from_secs(5))));
@@ -144,10 +128,7 @@ fn our_holder_excludes_lockf_until_killed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut holder = spawn("ofd", dir.path(), "our_holder_excludes_lockf_until_killed");
     wait_until_held(&mut holder);
-    let file = fs::OpenOptions::new()
-        .append(true)
-        .open(lock_path(dir.path()))
-        .expect("open");
+    let file = fs::OpenOptions::new().append(true).open(lock_path(dir.path())).expect("open");
     let try_lockf = || {
         // SAFETY: `file` is an open descriptor for the call; F_TLOCK never blocks.
         unsafe { libc::lockf(file.as_raw_fd(), libc::F_TLOCK, 0) }
@@ -166,20 +147,14 @@ fn a_timed_wait_ends_near_its_deadline_holding_nothing() {
         return ofd_holder(&dir);
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut holder = spawn(
-        "ofd",
-        dir.path(),
-        "a_timed_wait_ends_near_its_deadline_holding_nothing",
-    );
+    let mut holder =
+        spawn("ofd", dir.path(), "a_timed_wait_ends_near_its_deadline_holding_nothing");
     wait_until_held(&mut holder);
     let lock = FileLock::new(&lock_path(dir.path()));
     let started = Instant::now();
     assert!(!acquire(&lock, Some(Duration::from_millis(300))));
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(300) && waited < Duration::from_secs(2), "{waited:?}");
     assert!(!lock.locked());
     holder.kill().expect("SIGKILL");
     let _ = holder.wait();

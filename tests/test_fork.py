@@ -100,3 +100,89 @@ def test_parent_lock_held_across_fork_excludes_the_child_and_survives_its_exit(
         assert _wait_child(_fork(leave_inherited_with)) == 0
         assert not outsider_gets_it(), "a child's exit released the parent's lock"
     assert outsider_gets_it(), "the parent's release did not free the lock"
+
+
+def _run(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+_PROBE = """
+import ferrolock, sys
+print(ferrolock.FileLock(sys.argv[1]).acquire(blocking=False))
+"""
+
+
+def test_a_worker_forked_while_a_thread_waits_does_not_keep_the_lock_alive(
+    tmp_path: Path,
+) -> None:
+    """The waiting thread holds its own copy of the descriptor; a child forked meanwhile must
+    still close it, or the lock would outlive its SIGKILLed holder for as long as the child
+    lives."""
+    path = str(tmp_path / "lk")
+    scenario = """
+import os, signal, sys, threading, time, ferrolock
+path = sys.argv[1]
+blocker = ferrolock.FileLock(path)           # another thread of ours stands in for process H
+assert blocker.acquire()
+got = threading.Event()
+def waiter():
+    ferrolock.FileLock(path).acquire()
+    got.set()
+threading.Thread(target=waiter, daemon=True).start()
+time.sleep(0.3)                              # the waiter is blocked in the kernel now
+worker = os.fork()
+if worker == 0:
+    time.sleep(30)
+    os._exit(0)
+print(worker, flush=True)
+blocker.release()
+assert got.wait(10)
+print("held", flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", scenario, path], stdout=subprocess.PIPE, text=True
+    )
+    worker = 0
+    try:
+        assert proc.stdout is not None
+        worker = int(proc.stdout.readline())
+        assert proc.stdout.readline().strip() == "held"
+        assert _run(_PROBE, path).stdout.strip() == "False"
+        proc.kill()
+        proc.wait(10)
+        # The holder is dead and its forked worker still alive: the lock must be free.
+        assert _run(_PROBE, path).stdout.strip() == "True"
+    finally:
+        proc.kill()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        if worker:
+            os.kill(worker, 9)
+
+
+def test_a_lock_another_parent_thread_held_at_fork_is_free_in_the_child(tmp_path: Path) -> None:
+    scenario = """
+import os, sys, threading, time, ferrolock
+path = sys.argv[1]
+holding = threading.Event()
+def holder():
+    lock = ferrolock.FileLock(path)
+    lock.acquire()
+    holding.set()
+    time.sleep(1)
+    lock.release()
+threading.Thread(target=holder).start()
+holding.wait()
+pid = os.fork()
+if pid == 0:
+    started = time.monotonic()
+    got = ferrolock.FileLock(path).acquire(timeout=5)
+    os._exit(0 if got and time.monotonic() - started < 4 else 1)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    assert _run(scenario, str(tmp_path / "lk")).returncode == 0

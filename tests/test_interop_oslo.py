@@ -210,3 +210,15 @@ def test_same_process_ferrolock_holder_blocks_oslo(lock_dir):
             del ipl
         assert _other_process_sees_busy(path)
     assert not _other_process_sees_busy(path)
+
+
+def test_external_lock_acquire_takes_fasteners_positional_arguments(tmp_path) -> None:
+    """oslo's external_lock() returned a fasteners lock: acquire(blocking, delay, max_delay,
+    timeout). A second positional argument is a polling delay, never a timeout."""
+    from ferrolock import lockutils as ferro_lockutils
+
+    lock = ferro_lockutils.external_lock("positional", lock_path=str(tmp_path))
+    assert lock.acquire(True, 0.05, 0.1, 5)
+    lock.release()
+    assert lock.acquire(True, 0.05)
+    lock.release()

@@ -161,16 +161,8 @@ class FileLock:
     def path(self) -> Path: ...
     @property
     def name(self) -> str: ...
-    def acquire(
-        self,
-        blocking: bool = True,
-        timeout: Optional[float] = None,
-        *,
-        delay: Optional[float] = None,
-        max_delay: Optional[float] = None,
-    ) -> bool:
-        """Raises LockPathError when the directory cannot hold the lock file. ``delay`` and
-        ``max_delay`` (fasteners' polling) are accepted and unused: waiters are woken."""
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """Raises LockPathError when the directory cannot hold the lock file."""
     def release(self) -> None: ...
     def locked(self) -> bool:
         """Held by a thread of this process."""

@@ -181,11 +181,46 @@ def internal_lock(name: str, semaphores: Optional[Semaphores] = None, blocking: 
     return _held(semaphores.get(name), name, blocking, None)
 
 
+class InterProcessLock:
+    """fasteners' ``InterProcessLock`` interface (what oslo's ``external_lock`` returns) over a
+    ``FileLock``: ``acquire(blocking, delay, max_delay, timeout)``, where ``delay`` and
+    ``max_delay`` were polling intervals and are unused, since waiters are woken."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = _native.FileLock(path)
+        self.acquired = False
+
+    def acquire(
+        self,
+        blocking: bool = True,
+        delay: float = 0.01,
+        max_delay: float = 0.1,
+        timeout: Optional[float] = None,
+    ) -> bool:
+        self.acquired = self._lock.acquire(blocking, timeout if blocking else None)
+        return self.acquired
+
+    def release(self) -> None:
+        self._lock.release()
+        self.acquired = False
+
+    def __enter__(self) -> InterProcessLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<ferrolock.lockutils.InterProcessLock path={self.path!r}>"
+
+
 def external_lock(
     name: str, lock_file_prefix: Optional[str] = None, lock_path: Optional[str] = None
-) -> _native.FileLock:
+) -> InterProcessLock:
     """The inter-process lock of ``name`` (its file alone, without the in-process lock)."""
-    return _native.FileLock(_get_lock_path(name, lock_file_prefix, lock_path))
+    return InterProcessLock(_get_lock_path(name, lock_file_prefix, lock_path))
 
 
 def remove_external_lock_file(
@@ -439,6 +474,7 @@ __all__ = [
     "CONF",
     "AcquireLockFailedException",
     "FairLocks",
+    "InterProcessLock",
     "ReaderWriterLock",
     "Semaphores",
     "external_lock",

@@ -34,15 +34,7 @@ pub fn set_lock_fallback(py: Python<'_>, slow_lock: Py<PyAny>, logger: Py<PyAny>
         .and_then(|c| c.cast_into::<PyDict>().ok())
         .map(Bound::unbind);
     let debug = PyInt::new(py, DEBUG).into_any().unbind();
-    let _ = FALLBACK.set(
-        py,
-        Fallback {
-            slow_lock,
-            logger,
-            level_cache,
-            debug,
-        },
-    );
+    let _ = FALLBACK.set(py, Fallback { slow_lock, logger, level_cache, debug });
 }
 
 fn truthy(value: Option<&Bound<'_, PyAny>>, default: bool) -> PyResult<bool> {
@@ -78,9 +70,7 @@ pub fn lock<'py>(
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let Some(fallback) = FALLBACK.get(py) else {
-        return Err(PyRuntimeError::new_err(
-            "ferrolock.lockutils is not initialised",
-        ));
+        return Err(PyRuntimeError::new_err("ferrolock.lockutils is not initialised"));
     };
     let in_process = semaphores.is_none() && !truthy(external, false)?;
     if in_process && !(truthy(do_log, true)? && debug_enabled(py, fallback)?) {
@@ -104,9 +94,7 @@ pub fn lock<'py>(
         or_none(lock_path),
         do_log.cloned().unwrap_or_else(|| true_.clone()),
         or_none(semaphores),
-        delay
-            .cloned()
-            .map_or_else(|| 0.01_f64.into_pyobject(py).map(|f| f.into_any()), Ok)?,
+        delay.cloned().map_or_else(|| 0.01_f64.into_pyobject(py).map(|f| f.into_any()), Ok)?,
         fair.cloned().unwrap_or(false_),
         blocking.cloned().unwrap_or(true_),
         timeout,
@@ -126,7 +114,5 @@ fn debug_enabled(py: Python<'_>, fallback: &Fallback) -> PyResult<bool> {
             return known.is_truthy();
         }
     }
-    logger
-        .call_method1(intern!(py, "isEnabledFor"), (DEBUG,))?
-        .is_truthy()
+    logger.call_method1(intern!(py, "isEnabledFor"), (DEBUG,))?.is_truthy()
 }

@@ -16,19 +16,12 @@ pyo3::import_exception!(ferrolock.exceptions, LockUsageError);
 pub fn to_pyerr(err: LockError, interrupted: Option<PyErr>) -> PyErr {
     match err {
         LockError::InvalidName { .. } => InvalidLockName::new_err(err.to_string()),
-        LockError::LockPath {
-            ref path,
-            ref source,
-        } => LockPathError::new_err((
+        LockError::LockPath { ref path, ref source } => LockPathError::new_err((
             source.raw_os_error().unwrap_or(0),
             err.to_string(),
             path.to_string_lossy().into_owned(),
         )),
-        LockError::Io {
-            ref path,
-            ref source,
-            ..
-        } => PyOSError::new_err((
+        LockError::Io { ref path, ref source, .. } => PyOSError::new_err((
             source.raw_os_error().unwrap_or(0),
             err.to_string(),
             path.to_string_lossy().into_owned(),

@@ -11,7 +11,7 @@ use super::waiting::{acquire, enter, exit, Policy, WithLock};
 use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
-use crate::wait;
+use crate::wait::{self, Until};
 use crate::{lock_path, RawLock};
 
 /// oslo's lock file path for `name`, validated.
@@ -49,7 +49,9 @@ pub fn external_lock(
 /// Run in a forked child (`os.register_at_fork`): drop descriptors inherited from the parent.
 #[pyfunction]
 pub fn after_fork_in_child() {
-    file_lock::forget_inherited();
+    // SAFETY: registered with os.register_at_fork(after_in_child=...), so this runs in the
+    // child, on the thread that forked, before any other thread exists.
+    unsafe { file_lock::forget_inherited() };
 }
 
 /// Lock files with an entry (and usually an open descriptor) in this process.
@@ -71,7 +73,6 @@ impl WithLock for FileLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
         let core = &self.core;
         let internal: Option<&Mutex> = self.internal.as_deref();
-        let now = || Some(std::time::Instant::now());
         acquire(
             py,
             policy,
@@ -81,17 +82,17 @@ impl WithLock for FileLock {
                         return Ok(false);
                     }
                 }
-                let got = core.acquire(now(), &mut || false);
+                let got = core.acquire(Until::now(), &mut || false);
                 release_unless_taken(internal, &got);
                 got
             },
-            move |deadline, interrupted| {
+            move |until, interrupted| {
                 if let Some(int) = internal {
-                    if !wait::acquire(int, deadline, interrupted)? {
+                    if !wait::acquire(int, until, interrupted)? {
                         return Ok(false);
                     }
                 }
-                let got = core.acquire(deadline, interrupted);
+                let got = core.acquire(until, interrupted);
                 release_unless_taken(internal, &got);
                 got
             },
@@ -150,18 +151,8 @@ impl FileLock {
     }
 
     /// Returns whether the lock was taken. Waits in the kernel with the GIL released.
-    /// `delay`/`max_delay` are fasteners' polling intervals (what oslo's `external_lock`
-    /// returned): accepted so its callers keep working, and unused since nothing polls.
-    #[pyo3(signature = (blocking=true, timeout=None, *, delay=None, max_delay=None))]
-    fn acquire(
-        &self,
-        py: Python<'_>,
-        blocking: bool,
-        timeout: Option<f64>,
-        delay: Option<f64>,
-        max_delay: Option<f64>,
-    ) -> PyResult<bool> {
-        let _ = (delay, max_delay);
+    #[pyo3(signature = (blocking=true, timeout=None))]
+    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
         self.take(py, Policy::new(blocking, timeout)?)
     }
 
@@ -193,10 +184,6 @@ impl FileLock {
     }
 
     fn __repr__(&self) -> String {
-        format!(
-            "<ferrolock.FileLock path={:?} locked={}>",
-            self.core.path(),
-            self.core.locked()
-        )
+        format!("<ferrolock.FileLock path={:?} locked={}>", self.core.path(), self.core.locked())
     }
 }

@@ -55,17 +55,13 @@ pub struct LockRegistry {
 impl LockRegistry {
     #[new]
     fn new() -> Self {
-        LockRegistry {
-            locks: Registry::new(),
-        }
+        LockRegistry { locks: Registry::new() }
     }
 
     /// The process-wide registry that `InternalLock(name)` uses.
     #[staticmethod]
     fn default() -> Self {
-        LockRegistry {
-            locks: Arc::clone(plain_locks()),
-        }
+        LockRegistry { locks: Arc::clone(plain_locks()) }
     }
 
     fn __len__(&self) -> usize {
@@ -104,10 +100,7 @@ pub struct InternalLock {
 impl InternalLock {
     fn plain(registry: &Arc<Registry<Mutex>>, name: &str, policy: Policy) -> PyResult<Self> {
         let handle = registry.get(name, || Ok::<_, PyErr>(Mutex::new()))?;
-        Ok(InternalLock {
-            kind: Kind::Plain(handle),
-            policy,
-        })
+        Ok(InternalLock { kind: Kind::Plain(handle), policy })
     }
 
     fn name(&self) -> &str {
@@ -126,7 +119,7 @@ impl InternalLock {
                     py,
                     policy,
                     || raw.0.try_acquire(),
-                    move |deadline, interrupted| wait::acquire(raw.0, deadline, interrupted),
+                    move |until, interrupted| wait::acquire(raw.0, until, interrupted),
                 )
             }
         }
@@ -170,10 +163,7 @@ impl InternalLock {
         let handle = fair_locks()
             .get(name, || CoreSemaphore::new(1, true))
             .map_err(|e| to_pyerr(e, None))?;
-        Ok(InternalLock {
-            kind: Kind::Fair(handle),
-            policy,
-        })
+        Ok(InternalLock { kind: Kind::Fair(handle), policy })
     }
 
     #[getter(name)]
@@ -246,7 +236,11 @@ impl Semaphore {
     ) -> PyResult<Self> {
         let policy = Policy::new(blocking, timeout)?;
         let handle = semaphores()
-            .get(name, || CoreSemaphore::new(permits, fair))
+            .get_fitting(
+                name,
+                || CoreSemaphore::new(permits, fair),
+                |s| s.permits() == permits && s.is_fair() == fair,
+            )
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         if handle.permits() != permits || handle.is_fair() != fair {
             return Err(PyValueError::new_err(format!(
@@ -331,7 +325,7 @@ impl Semaphore {
             py,
             policy,
             || raw.0.try_acquire(),
-            move |deadline, interrupted| wait::acquire(raw.0, deadline, interrupted),
+            move |until, interrupted| wait::acquire(raw.0, until, interrupted),
         )
     }
 }

@@ -14,6 +14,7 @@ use super::errors::to_pyerr;
 use super::waiting::{acquire, enter, exit, Policy, WithLock};
 use crate::registry::{Handle, Registry};
 use crate::rwlock::{Access, OwnerId, RwLock};
+use crate::wait::Until;
 
 pub fn fair_rw_locks() -> &'static Arc<Registry<RwLock>> {
     static LOCKS: OnceLock<Arc<Registry<RwLock>>> = OnceLock::new();
@@ -46,12 +47,11 @@ impl ReaderWriterLock {
         policy: Policy,
     ) -> PyResult<bool> {
         let lock = self.lock();
-        let now = || Some(std::time::Instant::now());
         acquire(
             py,
             policy,
-            || lock.acquire(owner, access, now(), &mut || false),
-            move |deadline, interrupted| lock.acquire(owner, access, deadline, interrupted),
+            || lock.acquire(owner, access, Until::now(), &mut || false),
+            move |until, interrupted| lock.acquire(owner, access, until, interrupted),
         )
     }
 }
@@ -102,15 +102,11 @@ impl ReaderWriterLock {
     }
 
     fn release_read(&self, owner: OwnerId) -> PyResult<()> {
-        self.lock()
-            .release(owner, Access::Read)
-            .map_err(|e| to_pyerr(e, None))
+        self.lock().release(owner, Access::Read).map_err(|e| to_pyerr(e, None))
     }
 
     fn release_write(&self, owner: OwnerId) -> PyResult<()> {
-        self.lock()
-            .release(owner, Access::Write)
-            .map_err(|e| to_pyerr(e, None))
+        self.lock().release(owner, Access::Write).map_err(|e| to_pyerr(e, None))
     }
 
     fn is_reader_id(&self, owner: OwnerId) -> bool {
@@ -137,11 +133,7 @@ pub struct FairWriteLock {
 pub fn fair_lock(name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<FairWriteLock> {
     let policy = Policy::new(blocking, timeout)?;
     let handle = fair_rw_locks().get(name, || Ok::<_, PyErr>(RwLock::new()))?;
-    Ok(FairWriteLock {
-        handle,
-        owner: AtomicU64::new(0),
-        policy,
-    })
+    Ok(FairWriteLock { handle, owner: AtomicU64::new(0), policy })
 }
 
 /// `threading.get_ident()`, looked up on each call: eventlet's monkey-patching replaces it with
@@ -149,23 +141,18 @@ pub fn fair_lock(name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<F
 fn current_owner(py: Python<'_>) -> PyResult<OwnerId> {
     static THREADING: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     let threading = THREADING.get_or_try_init(py, || py.import("threading").map(Bound::unbind))?;
-    threading
-        .bind(py)
-        .getattr(intern!(py, "get_ident"))?
-        .call0()?
-        .extract()
+    threading.bind(py).getattr(intern!(py, "get_ident"))?.call0()?.extract()
 }
 
 impl WithLock for FairWriteLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
         let lock: &RwLock = &self.handle;
         let owner = current_owner(py)?;
-        let now = || Some(std::time::Instant::now());
         let got = acquire(
             py,
             policy,
-            || lock.acquire(owner, Access::Write, now(), &mut || false),
-            move |deadline, interrupted| lock.acquire(owner, Access::Write, deadline, interrupted),
+            || lock.acquire(owner, Access::Write, Until::now(), &mut || false),
+            move |until, interrupted| lock.acquire(owner, Access::Write, until, interrupted),
         )?;
         if got {
             self.owner.store(owner, Ordering::Release);

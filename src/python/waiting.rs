@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
@@ -13,41 +13,46 @@ use pyo3::types::PyDict;
 use pyo3::PyClass;
 
 use super::errors::{not_acquired, to_pyerr};
-use crate::wait::{self, deadline_after};
+use crate::wait::{self, Until};
 use crate::{LockError, RawLock};
 
 /// A validated `acquire(blocking, timeout)` request, as `threading.Lock` takes it.
 #[derive(Clone, Copy)]
 pub struct Policy {
     pub blocking: bool,
-    /// Seconds; `None` waits forever.
+    /// Seconds, as given (for error messages); `None` waits forever.
     pub timeout: Option<f64>,
+    wait: Option<Duration>,
 }
 
 impl Policy {
     pub fn new(blocking: bool, timeout: Option<f64>) -> PyResult<Policy> {
         let timeout = match timeout {
             Some(-1.0) => None,
-            Some(t) if !t.is_finite() || t < 0.0 => {
-                return Err(PyValueError::new_err(
-                    "timeout must be a non-negative number",
-                ))
+            Some(t) if t.is_nan() || t < 0.0 => {
+                return Err(PyValueError::new_err("timeout must be a non-negative number"))
             }
             other => other,
         };
         if !blocking && timeout.is_some() {
-            return Err(PyValueError::new_err(
-                "can't specify a timeout for a non-blocking call",
-            ));
+            return Err(PyValueError::new_err("can't specify a timeout for a non-blocking call"));
         }
-        Ok(Policy { blocking, timeout })
+        let wait = match timeout {
+            None => None,
+            Some(t) => match Duration::try_from_secs_f64(t) {
+                Ok(d) if Instant::now().checked_add(d).is_some() => Some(d),
+                _ => return Err(PyOverflowError::new_err("timeout value is too large")),
+            },
+        };
+        Ok(Policy { blocking, timeout, wait })
     }
 
-    fn deadline(&self) -> Option<Instant> {
-        if !self.blocking {
-            return Some(Instant::now());
+    fn until(&self) -> Until {
+        if self.blocking {
+            Until::after(self.wait)
+        } else {
+            Until::now()
         }
-        deadline_after(self.timeout.map(Duration::from_secs_f64))
     }
 }
 
@@ -57,30 +62,23 @@ impl Policy {
 fn green_sleep(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     static MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
     let modules = MODULES.get_or_try_init(py, || -> PyResult<Py<PyDict>> {
-        Ok(py
-            .import("sys")?
-            .getattr("modules")?
-            .cast_into::<PyDict>()?
-            .unbind())
+        Ok(py.import("sys")?.getattr("modules")?.cast_into::<PyDict>()?.unbind())
     })?;
     let Some(patcher) = modules.bind(py).get_item("eventlet.patcher")? else {
         return Ok(None);
     };
-    if !patcher
-        .call_method1("is_monkey_patched", ("thread",))?
-        .is_truthy()?
-    {
+    if !patcher.call_method1("is_monkey_patched", ("thread",))?.is_truthy()? {
         return Ok(None);
     }
     Ok(Some(py.import("eventlet")?.getattr("sleep")?))
 }
 
-/// Acquire with `try_once` (never blocks) and `wait` (blocks until the deadline, asking its
-/// argument between steps whether to stop). `Ok(false)` when the policy's time ran out.
+/// Acquire with `try_once` (never blocks) and `wait` (blocks until `until.deadline`, asking its
+/// argument after each step whether to stop). `Ok(false)` when the policy's time ran out.
 pub fn acquire<T, W>(py: Python<'_>, policy: Policy, try_once: T, wait: W) -> PyResult<bool>
 where
     T: Fn() -> Result<bool, LockError>,
-    W: FnOnce(Option<Instant>, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
+    W: FnOnce(Until, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
 {
     if try_once().map_err(|e| to_pyerr(e, None))? {
         return Ok(true);
@@ -88,11 +86,11 @@ where
     if !policy.blocking {
         return Ok(false);
     }
-    let deadline = policy.deadline();
+    let until = policy.until();
     if let Some(sleep) = green_sleep(py)? {
-        return green_wait(&sleep, deadline, try_once);
+        return green(&sleep, until, wait);
     }
-    detached(py, deadline, wait)
+    detached(py, until, wait)
 }
 
 /// An in-process lock that Python threads contend for. A waiter does not take the lock while
@@ -101,20 +99,19 @@ where
 /// simply have re-taken the lock) until the woken waiter gets the GIL: a convoy that costs a
 /// GIL switch per cycle. Not for fair locks, whose waiters must be served in order.
 pub fn acquire_with_gil(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyResult<bool> {
-    let try_once = || lock.try_acquire();
-    if try_once().map_err(|e| to_pyerr(e, None))? {
+    if lock.try_acquire().map_err(|e| to_pyerr(e, None))? {
         return Ok(true);
     }
     if !policy.blocking {
         return Ok(false);
     }
-    let deadline = policy.deadline();
+    let until = policy.until();
     if let Some(sleep) = green_sleep(py)? {
-        return green_wait(&sleep, deadline, try_once);
+        return green(&sleep, until, |until, interrupted| wait::acquire(lock, until, interrupted));
     }
     loop {
-        let seen_free = detached(py, deadline, |deadline, interrupted| {
-            let got = wait::acquire(lock, deadline, interrupted)?;
+        let seen_free = detached(py, until, |until, interrupted| {
+            let got = wait::acquire(lock, until, interrupted)?;
             if got {
                 lock.release()?;
             }
@@ -123,7 +120,7 @@ pub fn acquire_with_gil(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> P
         if !seen_free {
             return Ok(false);
         }
-        if try_once().map_err(|e| to_pyerr(e, None))? {
+        if lock.try_acquire().map_err(|e| to_pyerr(e, None))? {
             return Ok(true);
         }
     }
@@ -131,9 +128,9 @@ pub fn acquire_with_gil(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> P
 
 /// Runs `wait` with the GIL released; between its steps it re-attaches to check for signals
 /// (KeyboardInterrupt comes out of here with nothing held).
-fn detached<W>(py: Python<'_>, deadline: Option<Instant>, wait: W) -> PyResult<bool>
+fn detached<W>(py: Python<'_>, until: Until, wait: W) -> PyResult<bool>
 where
-    W: FnOnce(Option<Instant>, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
+    W: FnOnce(Until, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
 {
     let mut pending: Option<PyErr> = None;
     let outcome = py.detach(|| {
@@ -146,27 +143,32 @@ where
                 }
             })
         };
-        wait(deadline, &mut interrupted)
+        wait(until, &mut interrupted)
     });
     outcome.map_err(|e| to_pyerr(e, pending))
 }
 
-fn green_wait<T>(sleep: &Bound<'_, PyAny>, deadline: Option<Instant>, try_once: T) -> PyResult<bool>
+/// Under eventlet: every step is a non-blocking try (the lock keeps this waiter's place in
+/// line), and between tries the greenthread sleeps, so the others, the holder among them, run.
+fn green<W>(sleep: &Bound<'_, PyAny>, until: Until, wait: W) -> PyResult<bool>
 where
-    T: Fn() -> Result<bool, LockError>,
+    W: FnOnce(Until, &mut dyn FnMut() -> bool) -> Result<bool, LockError>,
 {
+    let mut pending: Option<PyErr> = None;
     // Start by just yielding: the holder is most likely a greenthread about to release.
     let mut pause = 0.0_f64;
-    loop {
-        sleep.call1((pause,))?;
-        if try_once().map_err(|e| to_pyerr(e, None))? {
-            return Ok(true);
+    let mut yield_between = || match sleep.call1((pause,)) {
+        Ok(_) => {
+            pause = (pause * 2.0).clamp(0.0005, 0.02);
+            false
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Ok(false);
+        Err(e) => {
+            pending = Some(e);
+            true
         }
-        pause = (pause * 2.0).clamp(0.0005, 0.02);
-    }
+    };
+    let outcome = wait(until.with_step(Duration::ZERO), &mut yield_between);
+    outcome.map_err(|e| to_pyerr(e, pending))
 }
 
 /// A native lock object usable with `with`: `__enter__` takes it under the policy it was made

@@ -39,6 +39,12 @@ pub fn fork_generation() -> u64 {
     FORK_GENERATION.load(Ordering::Relaxed)
 }
 
+/// This thread's `pthread_self()`, the same in a forked child for the thread that forked.
+pub fn current_thread() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
 /// Which file a descriptor or path is, to notice a lock file replaced behind our back.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct FileId {
@@ -72,10 +78,7 @@ pub fn open_lock_file(path: &Path) -> io::Result<OwnedFd> {
 
 fn id_of(st: &libc::stat) -> FileId {
     #[allow(clippy::unnecessary_cast)]
-    FileId {
-        dev: st.st_dev as u64,
-        ino: st.st_ino as u64,
-    }
+    FileId { dev: st.st_dev as u64, ino: st.st_ino as u64 }
 }
 
 pub fn fd_identity(fd: &OwnedFd) -> io::Result<FileId> {
@@ -96,11 +99,7 @@ pub fn path_identity(path: &Path) -> io::Result<Option<FileId>> {
     // SAFETY: `c` is a valid C string and `st` a valid pointer.
     if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
         let err = io::Error::last_os_error();
-        return if err.kind() == io::ErrorKind::NotFound {
-            Ok(None)
-        } else {
-            Err(err)
-        };
+        return if err.kind() == io::ErrorKind::NotFound { Ok(None) } else { Err(err) };
     }
     Ok(Some(id_of(&st)))
 }
@@ -139,6 +138,9 @@ pub fn try_lock(fd: &OwnedFd) -> io::Result<bool> {
 /// Blocks in the kernel for at most about `step`; the kernel wakes us the moment the holder
 /// lets go. `Ok(false)` when the step ended first (or a signal arrived: the caller checks).
 pub fn lock_wait(fd: &OwnedFd, step: Duration) -> io::Result<bool> {
+    if step.is_zero() {
+        return try_lock(fd);
+    }
     #[cfg(target_os = "linux")]
     {
         if let Some(timer) = wake_timer::WakeTimer::arm(step)? {

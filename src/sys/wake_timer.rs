@@ -43,6 +43,9 @@ fn wake_signal() -> Option<libc::c_int> {
 
 pub struct WakeTimer {
     id: libc::timer_t,
+    /// The thread's signal mask to restore, when it had the wake signal blocked (worker threads
+    /// often block every signal; the wait must still end at its deadline).
+    restore_mask: Option<libc::sigset_t>,
 }
 
 fn timespec(d: Duration) -> libc::timespec {
@@ -72,11 +75,9 @@ impl WakeTimer {
         if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut ev, &mut id) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        let timer = WakeTimer { id };
-        let spec = libc::itimerspec {
-            it_interval: timespec(step),
-            it_value: timespec(step),
-        };
+        let mut timer = WakeTimer { id, restore_mask: None };
+        timer.restore_mask = unblock(signo)?;
+        let spec = libc::itimerspec { it_interval: timespec(step), it_value: timespec(step) };
         // SAFETY: `id` is the timer just created; `spec` is valid.
         if unsafe { libc::timer_settime(timer.id, 0, &spec, std::ptr::null_mut()) } != 0 {
             return Err(io::Error::last_os_error());
@@ -85,9 +86,33 @@ impl WakeTimer {
     }
 }
 
+/// Unblocks `signo` for this thread; returns the previous mask if it had been blocked.
+fn unblock(signo: libc::c_int) -> io::Result<Option<libc::sigset_t>> {
+    // SAFETY: zeroed sigsets are valid out-buffers and are initialised by sigemptyset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointers to sigsets; `signo` is a valid signal number.
+    let rc = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signo);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, &mut old)
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // SAFETY: `old` was filled in by pthread_sigmask.
+    let was_blocked = unsafe { libc::sigismember(&old, signo) } == 1;
+    Ok(was_blocked.then_some(old))
+}
+
 impl Drop for WakeTimer {
     fn drop(&mut self) {
         // SAFETY: `id` is a live timer owned by this value; deleting it cancels pending expiry.
         unsafe { libc::timer_delete(self.id) };
+        if let Some(mask) = &self.restore_mask {
+            // SAFETY: `mask` is the thread's own earlier mask.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut()) };
+        }
     }
 }
