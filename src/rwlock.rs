@@ -25,11 +25,17 @@ pub struct RwLock {
     changed: Condvar,
 }
 
+struct Waiter {
+    ticket: u64,
+    owner: OwnerId,
+    access: Access,
+}
+
 #[derive(Default)]
 struct State {
     readers: HashMap<OwnerId, usize>,
     writer: Option<(OwnerId, usize)>,
-    queue: VecDeque<(u64, Access)>,
+    queue: VecDeque<Waiter>,
     next_ticket: u64,
 }
 
@@ -64,7 +70,7 @@ impl State {
             Access::Write => {
                 self.writer.is_none()
                     && self.readers.is_empty()
-                    && self.queue.front().map(|(t, _)| *t) == Some(ticket)
+                    && self.queue.front().map(|w| w.ticket) == Some(ticket)
             }
             // A reader enters when every waiter ahead of it is a reader too.
             Access::Read => {
@@ -72,8 +78,8 @@ impl State {
                     && self
                         .queue
                         .iter()
-                        .take_while(|(t, _)| *t != ticket)
-                        .all(|(_, a)| *a == Access::Read)
+                        .take_while(|w| w.ticket != ticket)
+                        .all(|w| w.access == Access::Read)
             }
         }
     }
@@ -111,7 +117,7 @@ impl RwLock {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.queue.push_back((ticket, access));
+        state.queue.push_back(Waiter { ticket, owner, access });
         let outcome = loop {
             if state.admissible(ticket, access) {
                 state.grant(owner, access);
@@ -130,7 +136,7 @@ impl RwLock {
                 }
             }
         };
-        state.queue.retain(|(t, _)| *t != ticket);
+        state.queue.retain(|w| w.ticket != ticket);
         drop(state);
         // Leaving the queue (granted or not) may let the next waiters in.
         self.changed.notify_all();
@@ -172,6 +178,27 @@ impl RwLock {
 
     pub fn is_reader(&self, owner: OwnerId) -> bool {
         self.state.lock().readers.contains_key(&owner)
+    }
+
+    /// Whether `owner` waits for the write lock now.
+    pub fn is_pending_writer(&self, owner: OwnerId) -> bool {
+        self.state.lock().queue.iter().any(|w| w.owner == owner && w.access == Access::Write)
+    }
+
+    pub fn has_pending_writers(&self) -> bool {
+        self.state.lock().queue.iter().any(|w| w.access == Access::Write)
+    }
+
+    /// What the lock is held for now, if at all (a writer first).
+    pub fn held_for(&self) -> Option<Access> {
+        let s = self.state.lock();
+        if s.writer.is_some() {
+            Some(Access::Write)
+        } else if !s.readers.is_empty() {
+            Some(Access::Read)
+        } else {
+            None
+        }
     }
 
     /// True while nobody holds or waits: the registry may drop it.

@@ -504,7 +504,11 @@ def test_demo_unusable_file_backend_exits_2(tmp_path):
         ("mysql://u:secret@h:3306/db", "mysql://u:***@h:3306/db"),
         ("mysql://u:p@ss@h/db", "mysql://u:***@h/db"),  # '@' inside the password
         ("mysql://u:@h/db", "mysql://u:***@h/db"),  # empty password is still a password
-        ("mysql://u@h/db", "mysql://u@h/db"),  # no password: unchanged
+        ("mysql://u@h/db", "mysql://***@h/db"),  # a lone user part may be a token
+        ("mysql://nova:pa#ss@db/nova", "mysql://nova:***@db/nova"),  # '#' in the password
+        ("mysql://nova:p/s?s@db/nova", "mysql://nova:***@db/nova"),  # '/' and '?' in it
+        ("https://ghp_token@example.org/x", "https://***@example.org/x"),
+        ("mysql://u:pw@h/db?pwd=a&auth=b#frag", "mysql://u:***@h/db?pwd=***&auth=***"),
         ("file:///var/lib/nova/tmp", "file:///var/lib/nova/tmp"),
         ("file://", "file://"),
         (

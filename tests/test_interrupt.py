@@ -26,7 +26,7 @@ PROMPT = 1.5  # seconds between SIGINT and KeyboardInterrupt
 def _interrupt(child) -> dict:
     child.expect("WAITING", timeout=20)
     time.sleep(0.5)  # let it get into the blocking wait
-    assert not any(s.startswith("ACQUIRED") for s in child.seen), child.seen
+    assert not any(s.startswith("ACQUIRED") for s in child.drain()), child.seen
     t_sig = time.monotonic()
     child.signal(signal.SIGINT)
     line = child.expect("KI", timeout=10)

@@ -11,9 +11,11 @@ AcquireLockFailedException (or LockTimeout) when that does not get the lock.
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from typing_extensions import Self, final
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 __version__: str
 __all__ = [
@@ -57,6 +59,8 @@ class InternalLock:
         """Raises LockUsageError when the lock is not held."""
     def locked(self) -> bool: ...
     def __enter__(self) -> Self: ...
+    def __call__(self, func: _F) -> _F:
+        """Decorator: each call of ``func`` runs inside the lock."""
     def __exit__(
         self,
         exc_type: Optional[type[BaseException]],
@@ -86,6 +90,8 @@ class Semaphore:
     def release(self) -> None: ...
     def locked(self) -> bool: ...
     def __enter__(self) -> Self: ...
+    def __call__(self, func: _F) -> _F:
+        """Decorator: each call of ``func`` runs inside the lock."""
     def __exit__(
         self,
         exc_type: Optional[type[BaseException]],
@@ -123,7 +129,10 @@ class ReaderWriterLock:
     def release_read(self, owner: int) -> None: ...
     def release_write(self, owner: int) -> None: ...
     def is_reader_id(self, owner: int) -> bool: ...
-    def is_writer_id(self, owner: int) -> bool: ...
+    def is_writer_id(self, owner: int, check_pending: bool = False) -> bool: ...
+    def has_pending_writers(self) -> bool: ...
+    def held_for(self) -> Optional[str]:
+        """``"w"`` while a writer holds it, ``"r"`` while readers do, else None."""
 
 @final
 class FairWriteLock:
@@ -132,6 +141,8 @@ class FairWriteLock:
     @property
     def name(self) -> str: ...
     def __enter__(self) -> Self: ...
+    def __call__(self, func: _F) -> _F:
+        """Decorator: each call of ``func`` runs inside the lock."""
     def __exit__(
         self,
         exc_type: Optional[type[BaseException]],
@@ -169,6 +180,8 @@ class FileLock:
     def remove_if_unused(self) -> bool:
         """Delete the lock file while holding it, unless someone holds it (then False)."""
     def __enter__(self) -> Self: ...
+    def __call__(self, func: _F) -> _F:
+        """Decorator: each call of ``func`` runs inside the lock."""
     def __exit__(
         self,
         exc_type: Optional[type[BaseException]],

@@ -4,7 +4,8 @@ Exit codes (sysexits.h where one fits, shell conventions for the child):
 
 * ``run``: the command's own exit code; 128+N if it was killed by signal N; 75 (EX_TEMPFAIL) if
   the lock was busy (``--no-wait``) or ``--timeout`` ran out; 78 (EX_CONFIG) if no usable lock
-  directory or an invalid lock name; 126 if the command cannot be executed, 127 if not found;
+  directory or lock file, or an invalid lock name; 126 if the command cannot be executed,
+  127 if not found;
   130 if interrupted while waiting for the lock.
 * ``holders``: 0; 1 if the lock directory cannot be listed; 78 if no lock directory is configured.
 * ``demo``: 0 when the final check passes, 1 when flattens overlapped; 2 for an unusable backend.
@@ -292,6 +293,11 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         _err(f"cannot lock {args.name!r}: {exc}")
         if args.lock_path is None:
             _err(_NO_LOCK_PATH_HINT)
+        return EX_CONFIG
+    except OSError as exc:
+        # The lock file itself is unusable (a directory, a dangling link, an I/O error);
+        # run_child reports the command's own exec errors as exit codes, not exceptions.
+        _err(f"cannot lock {args.name!r}: {exc}")
         return EX_CONFIG
     except KeyboardInterrupt:
         _err(f"interrupted while waiting for lock {args.name!r}")

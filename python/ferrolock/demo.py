@@ -54,7 +54,7 @@ START_DELAY = 0.1  # lets every worker reach its first timer before t=0
 REORDER_DELAY = 0.15  # events from different processes may arrive out of order; hold them this long
 SAFETY_TIMEOUT = 60.0  # a hung worker must not hang the demo forever
 
-_SECRET_WORDS = ("pass", "secret", "key", "token")
+_SECRET_WORDS = ("pass", "pwd", "secret", "key", "token", "auth", "credential")
 
 
 class BackendUnavailable(ValueError):
@@ -76,22 +76,31 @@ LockFactory = Callable[[str], DemoLock]
 
 
 def mask_url(url: str) -> str:
-    """``url`` safe to print: the password and secret-looking query values replaced by ``***``."""
+    """``url`` safe to print: the password (or a lone user part, which may be a token) and
+    secret-looking query values replaced by ``***``, the fragment dropped.
+
+    The user information is cut at the *last* ``@`` before the path is parsed, so a password
+    holding ``#``, ``/``, ``?`` or ``@`` cannot slip through as part of the host or path.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<unparsable URL>"
+    at = rest.rfind("@")
+    if at != -1:
+        # Everything up to the last '@' counts as user information, whatever it holds. A user
+        # name before a password is kept; a lone user part may be a token, so it is masked.
+        user, colon, _ = rest[:at].partition(":")
+        rest = (f"{user}:***" if colon else "***") + rest[at:]
     try:
-        parts = urlsplit(url)
-        password = parts.password
+        parts = urlsplit(f"{scheme}://{rest}")
     except ValueError:
         return "<unparsable URL>"
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, host = netloc.rsplit("@", 1)
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         masked = [(k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in pairs]
         query = urlencode(masked, safe="*/:")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    return urlunsplit(parts._replace(query=query, fragment=""))
 
 
 def _file_lock(lock_dir: str, name: str) -> DemoLock:

@@ -20,7 +20,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Callable, Optional, TypeVar, cast
 
@@ -158,13 +160,31 @@ _semaphores: Semaphores = _ProcessSemaphores()
 
 
 class FairLocks:
-    """A container of fair reader-writer locks; a name's lock exists while someone uses it."""
+    """A container of fair reader-writer locks; a name's lock exists while someone uses it.
+    Each container is its own namespace, as in oslo."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, ReaderWriterLock] = (
+            weakref.WeakValueDictionary()
+        )
+        self._lock = threading.Lock()
 
     def get(self, name: str) -> ReaderWriterLock:
-        return ReaderWriterLock(name)
+        with self._lock:
+            rwlock = self._locks.get(name)
+            if rwlock is None:
+                rwlock = self._locks[name] = ReaderWriterLock()
+            return rwlock
 
 
-_fair_locks = FairLocks()
+class _ProcessFairLocks(FairLocks):
+    """The default container: the process-wide fair locks that ``lock(name, fair=True)`` takes."""
+
+    def get(self, name: str) -> ReaderWriterLock:
+        return ReaderWriterLock(name=name)
+
+
+_fair_locks: FairLocks = _ProcessFairLocks()
 
 
 def internal_fair_lock(name: str) -> ReaderWriterLock:
@@ -174,10 +194,11 @@ def internal_fair_lock(name: str) -> ReaderWriterLock:
 def internal_lock(name: str, semaphores: Optional[Semaphores] = None, blocking: bool = True) -> Any:
     """The in-process lock ``name``; with ``blocking=False`` its ``with`` raises
     AcquireLockFailedException instead of waiting."""
+    blocking = bool(blocking)
     if semaphores is None:
-        return _native.InternalLock(name, blocking=blocking)
+        return _native.internal_lock(_lock_name(name), blocking)
     if isinstance(semaphores, Semaphores):
-        return semaphores._registry.get(name, blocking=blocking)
+        return semaphores._registry.get(_lock_name(name), blocking=blocking)
     return _held(semaphores.get(name), name, blocking, None)
 
 
@@ -198,8 +219,12 @@ class InterProcessLock:
         max_delay: float = 0.1,
         timeout: Optional[float] = None,
     ) -> bool:
-        self.acquired = self._lock.acquire(blocking, timeout if blocking else None)
+        self.acquired = self._lock.acquire(bool(blocking), timeout if blocking else None)
         return self.acquired
+
+    def exists(self) -> bool:
+        """Whether the lock file exists (fasteners' ``exists``)."""
+        return os.path.exists(self.path)
 
     def release(self) -> None:
         self._lock.release()
@@ -271,17 +296,6 @@ def _held(
 
 
 @contextlib.contextmanager
-def _fair_held(name: str, blocking: bool, timeout: Optional[float]) -> Iterator[Any]:
-    rw = internal_fair_lock(name)
-    if not rw.acquire_write(blocking, timeout):
-        raise AcquireLockFailedException(name) if timeout is None else LockTimeout(name, timeout)
-    try:
-        yield rw
-    finally:
-        rw.release_write()
-
-
-@contextlib.contextmanager
 def _layered_lock(
     name: str,
     lock_file_prefix: Optional[str],
@@ -297,9 +311,9 @@ def _layered_lock(
     deadline = _deadline(timeout)
     int_lock: Any
     if fair:
-        int_lock = _fair_held(name, blocking, timeout)
+        int_lock = _native.fair_lock(name, blocking, timeout)
     elif semaphores is None:
-        int_lock = _native.InternalLock(name, blocking=blocking, timeout=timeout)
+        int_lock = _native.internal_lock(name, blocking, timeout)
     else:
         int_lock = _held(semaphores.get(name), name, blocking, timeout, deadline)
     if do_log:
@@ -309,7 +323,7 @@ def _layered_lock(
             LOG.debug('Acquired lock "%(lock)s"', {"lock": name})
         try:
             if external and not _process_locking_disabled():
-                ext_lock = external_lock(name, lock_file_prefix, lock_path)
+                ext_lock = _native.FileLock(_get_lock_path(name, lock_file_prefix, lock_path))
                 with _held(ext_lock, name, blocking, timeout, deadline):
                     if do_log:
                         LOG.debug('Acquired external semaphore "%(lock)s"', {"lock": name})
@@ -319,6 +333,11 @@ def _layered_lock(
         finally:
             if do_log:
                 LOG.debug('Releasing lock "%(lock)s"', {"lock": name})
+
+
+def _lock_name(name: Any) -> str:
+    """oslo takes any hashable as an in-process lock name; ours are strings."""
+    return name if isinstance(name, str) else str(name)
 
 
 def _python_lock(
@@ -334,12 +353,20 @@ def _python_lock(
     timeout: Optional[float],
 ) -> Any:
     """What ``lock`` (native, see ``_native.lock``) does not answer itself: external locks,
-    custom semaphores, and DEBUG logging. Arguments as ``lock``."""
+    custom semaphores, DEBUG logging, names that are not strings. Arguments as ``lock``."""
     if fair and semaphores is not None:
         raise NotImplementedError("Specifying semaphores is not supported when using fair locks.")
+    blocking = bool(blocking)
+    if not blocking and timeout is not None:
+        raise ValueError("can't specify a timeout for a non-blocking call")
+    name = _lock_name(name)
     quiet = not (do_log and LOG.isEnabledFor(_DEBUG))
-    if external and quiet and not fair and semaphores is None and not _process_locking_disabled():
-        return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
+    if quiet and semaphores is None:
+        if not external:
+            make = _native.fair_lock if fair else _native.internal_lock
+            return make(name, blocking, timeout)
+        if not fair and not _process_locking_disabled():
+            return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
     return _layered_lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
     )
@@ -396,7 +423,9 @@ def synchronized(
         f_name = _callable_name(f)
         # Holding the lock object keeps the name's registry entry for the decorated function's
         # lifetime: each call then costs one native enter and exit.
-        native = _native.InternalLock(name, blocking=blocking, timeout=timeout) if simple else None
+        native = (
+            _native.internal_lock(_lock_name(name), bool(blocking), timeout) if simple else None
+        )
 
         @functools.wraps(f)
         def inner(*args: Any, **kwargs: Any) -> Any:

@@ -18,17 +18,26 @@ pub fn to_pyerr(err: LockError, interrupted: Option<PyErr>) -> PyErr {
         LockError::InvalidName { .. } => InvalidLockName::new_err(err.to_string()),
         LockError::LockPath { ref path, ref source } => LockPathError::new_err((
             source.raw_os_error().unwrap_or(0),
-            err.to_string(),
+            format!("lock_path cannot hold lock files: {}", strerror(source)),
             path.to_string_lossy().into_owned(),
         )),
-        LockError::Io { ref path, ref source, .. } => PyOSError::new_err((
+        LockError::Io { ref path, op, ref source } => PyOSError::new_err((
             source.raw_os_error().unwrap_or(0),
-            err.to_string(),
+            format!("{} ({op} of the lock file)", strerror(source)),
             path.to_string_lossy().into_owned(),
         )),
         LockError::NotHeld | LockError::Misuse(_) => LockUsageError::new_err(err.to_string()),
         LockError::Interrupted => interrupted
             .unwrap_or_else(|| PyRuntimeError::new_err("wait for the lock was interrupted")),
+    }
+}
+
+/// The OS's text for `err`, without Rust's " (os error N)" (Python prints the errno itself).
+fn strerror(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
     }
 }
 

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
 use super::internal::plain_locks;
-use super::waiting::{acquire, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, decorate, enter, exit, Policy, WithLock};
 use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
@@ -172,6 +172,14 @@ impl FileLock {
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         enter(slf)
+    }
+
+    /// Use as a decorator: each call of `func` runs inside the lock.
+    fn __call__<'py>(
+        slf: Bound<'py, Self>,
+        func: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        decorate(slf, func)
     }
 
     fn __exit__(

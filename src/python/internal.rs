@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, acquire_with_gil, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, acquire_with_gil, decorate, enter, exit, Policy, WithLock};
 use crate::mutex::Mutex;
 use crate::registry::{Handle, Registry};
 use crate::semaphore::Semaphore as CoreSemaphore;
@@ -197,6 +197,14 @@ impl InternalLock {
         enter(slf)
     }
 
+    /// Use as a decorator: each call of `func` runs inside the lock.
+    fn __call__<'py>(
+        slf: Bound<'py, Self>,
+        func: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        decorate(slf, func)
+    }
+
     fn __exit__(
         &self,
         _exc_type: &Bound<'_, PyAny>,
@@ -282,6 +290,14 @@ impl Semaphore {
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         enter(slf)
+    }
+
+    /// Use as a decorator: each call of `func` runs inside the lock.
+    fn __call__<'py>(
+        slf: Bound<'py, Self>,
+        func: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        decorate(slf, func)
     }
 
     fn __exit__(

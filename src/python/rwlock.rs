@@ -11,7 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, decorate, enter, exit, Policy, WithLock};
 use crate::registry::{Handle, Registry};
 use crate::rwlock::{Access, OwnerId, RwLock};
 use crate::wait::Until;
@@ -113,8 +113,23 @@ impl ReaderWriterLock {
         self.lock().is_reader(owner)
     }
 
-    fn is_writer_id(&self, owner: OwnerId) -> bool {
-        self.lock().is_writer(owner)
+    /// Holds the write lock, or (with `check_pending`) waits for it.
+    #[pyo3(signature = (owner, check_pending=false))]
+    fn is_writer_id(&self, owner: OwnerId, check_pending: bool) -> bool {
+        let lock = self.lock();
+        lock.is_writer(owner) || (check_pending && lock.is_pending_writer(owner))
+    }
+
+    fn has_pending_writers(&self) -> bool {
+        self.lock().has_pending_writers()
+    }
+
+    /// `"w"` while a writer holds it, `"r"` while readers do, else `None` (fasteners' `owner`).
+    fn held_for(&self) -> Option<&'static str> {
+        self.lock().held_for().map(|a| match a {
+            Access::Write => "w",
+            Access::Read => "r",
+        })
     }
 }
 
@@ -184,6 +199,14 @@ impl FairWriteLock {
 
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
         enter(slf)
+    }
+
+    /// Use as a decorator: each call of `func` runs inside the lock.
+    fn __call__<'py>(
+        slf: Bound<'py, Self>,
+        func: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        decorate(slf, func)
     }
 
     fn __exit__(

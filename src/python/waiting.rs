@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::pyclass::boolean_struct::True;
 use pyo3::sync::PyOnceLock;
@@ -196,4 +197,16 @@ where
 pub fn exit<T: WithLock>(lock: &T) -> PyResult<bool> {
     lock.give_back()?;
     Ok(false)
+}
+
+/// `@lock(...)` on a function: each call runs inside the lock (oslo's `lock()` is a
+/// `contextlib` context manager, which decorates too).
+pub fn decorate<'py, T>(slf: Bound<'py, T>, func: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>>
+where
+    T: WithLock + PyClass,
+{
+    let py = slf.py();
+    py.import(intern!(py, "ferrolock._decorate"))?
+        .getattr(intern!(py, "decorate"))?
+        .call1((slf, func))
 }

@@ -108,6 +108,18 @@ class Child:
             if line.startswith(prefix):
                 return line
 
+    def drain(self) -> list[str]:
+        """Every stdout line printed so far (without waiting), all recorded in ``seen``."""
+        while True:
+            try:
+                line = self.lines.get_nowait()
+            except queue.Empty:
+                return list(self.seen)
+            if line is None:
+                self.lines.put(None)  # keep the end-of-output marker for expect()
+                return list(self.seen)
+            self.seen.append(line)
+
     def release(self) -> None:
         """Close stdin: the helper protocol treats EOF as "let go and exit"."""
         if self.proc.stdin and not self.proc.stdin.closed:
