@@ -223,9 +223,14 @@ def lock(
     """oslo.concurrency's ``lock`` plus ``timeout``: a context manager holding lock ``name``
     (``ferrolock.lockutils.lock``). The in-process case is answered natively in one call."""
 
-def set_lock_fallback(slow_lock: Callable[..., Any], logger: Any) -> None:
-    """Register the Python ``lock`` for what ``lock`` does not answer natively, and the
-    logger whose DEBUG level turns on oslo's log lines."""
+def set_lock_fallback(
+    slow_lock: Callable[..., Any],
+    lock_dir: Callable[[Optional[str]], Optional[str]],
+    logger: Any,
+) -> None:
+    """Register the Python ``lock`` for what ``lock`` does not answer natively, the function
+    giving external locks' directory (None while process locking is disabled), and the logger
+    whose DEBUG level turns on oslo's log lines."""
 
 def registry_size() -> int:
     """Named in-process locks in use now."""

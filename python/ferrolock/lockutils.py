@@ -372,7 +372,12 @@ def _python_lock(
     )
 
 
-_native.set_lock_fallback(_python_lock, LOG)
+def _external_lock_dir(lock_path: Optional[str]) -> Optional[str]:
+    """The directory of external locks, or None while process locking is disabled."""
+    return None if _process_locking_disabled() else _lock_dir(lock_path)
+
+
+_native.set_lock_fallback(_python_lock, _external_lock_dir, LOG)
 lock = _native.lock
 
 

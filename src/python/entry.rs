@@ -1,5 +1,5 @@
-//! oslo's `lock()` entry point. Its common case, an in-process lock (fair or not) with no DEBUG
-//! logging, is answered here in one native call; every other combination goes to the Python
+//! oslo's `lock()` entry point. Its common cases, an in-process lock (fair or not) or a plain
+//! external one, with no DEBUG logging, are answered here natively; every other combination goes to the Python
 //! implementation in `ferrolock.lockutils`, registered with `set_lock_fallback`.
 
 use pyo3::exceptions::PyRuntimeError;
@@ -8,11 +8,15 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyInt, PyString};
 
+use super::file::external_lock;
 use super::internal::internal_lock;
 use super::rwlock::fair_lock;
 
 struct Fallback {
     slow_lock: Py<PyAny>,
+    /// `lock_dir(lock_path)`: the directory external locks use (config applied), or `None`
+    /// when process locking is disabled.
+    lock_dir: Py<PyAny>,
     logger: Py<PyAny>,
     /// `logger._cache`: logging's own memo of `isEnabledFor(level)`, cleared in place whenever
     /// a level or `logging.disable` changes. A hit answers without a Python call.
@@ -25,7 +29,12 @@ static FALLBACK: PyOnceLock<Fallback> = PyOnceLock::new();
 /// Register the Python `lock` for the cases not answered natively, and the logger whose DEBUG
 /// level decides whether the oslo log lines are due.
 #[pyfunction]
-pub fn set_lock_fallback(py: Python<'_>, slow_lock: Py<PyAny>, logger: Py<PyAny>) {
+pub fn set_lock_fallback(
+    py: Python<'_>,
+    slow_lock: Py<PyAny>,
+    lock_dir: Py<PyAny>,
+    logger: Py<PyAny>,
+) {
     // Registered once, at import of ferrolock.lockutils; a re-import keeps the first.
     let level_cache = logger
         .bind(py)
@@ -34,7 +43,7 @@ pub fn set_lock_fallback(py: Python<'_>, slow_lock: Py<PyAny>, logger: Py<PyAny>
         .and_then(|c| c.cast_into::<PyDict>().ok())
         .map(Bound::unbind);
     let debug = PyInt::new(py, DEBUG).into_any().unbind();
-    let _ = FALLBACK.set(py, Fallback { slow_lock, logger, level_cache, debug });
+    let _ = FALLBACK.set(py, Fallback { slow_lock, lock_dir, logger, level_cache, debug });
 }
 
 fn truthy(value: Option<&Bound<'_, PyAny>>, default: bool) -> PyResult<bool> {
@@ -72,15 +81,34 @@ pub fn lock<'py>(
     let Some(fallback) = FALLBACK.get(py) else {
         return Err(PyRuntimeError::new_err("ferrolock.lockutils is not initialised"));
     };
-    let in_process = semaphores.is_none() && !truthy(external, false)?;
-    if in_process && !(truthy(do_log, true)? && debug_enabled(py, fallback)?) {
-        if let Ok(name) = name.cast::<PyString>() {
+    let quiet =
+        || -> PyResult<bool> { Ok(!(truthy(do_log, true)? && debug_enabled(py, fallback)?)) };
+    if let (None, Ok(name)) = (semaphores, name.cast::<PyString>()) {
+        let (external, fair) = (truthy(external, false)?, truthy(fair, false)?);
+        if !external && quiet()? {
             let (name, blocking) = (name.to_cow()?, truthy(blocking, true)?);
-            return if truthy(fair, false)? {
+            return if fair {
                 Ok(Bound::new(py, fair_lock(&name, blocking, timeout)?)?.into_any())
             } else {
                 Ok(Bound::new(py, internal_lock(&name, blocking, timeout)?)?.into_any())
             };
+        }
+        let prefix = lock_file_prefix.map(|p| p.cast::<PyString>()).transpose();
+        if let (true, false, Ok(prefix)) = (external, fair, prefix) {
+            if quiet()? {
+                let dir = fallback.lock_dir.bind(py).call1((lock_path,))?;
+                if !dir.is_none() {
+                    let prefix = prefix.map(|p| p.to_cow()).transpose()?;
+                    let made = external_lock(
+                        dir.extract()?,
+                        &name.to_cow()?,
+                        prefix.as_deref(),
+                        truthy(blocking, true)?,
+                        timeout,
+                    )?;
+                    return Ok(Bound::new(py, made)?.into_any());
+                }
+            }
         }
     }
     let none = py.None().into_bound(py);
