@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ use crate::mutex::Mutex;
 use crate::sys::{self, FileId};
 use crate::wait::{self, Until, WaitTicket};
 use crate::{LockError, RawLock};
+
+/// Straight re-takes after which a releaser yields the CPU anyway.
+const RETAKES: u32 = 384;
 
 /// Idle entries kept with their descriptor open; past this, idle ones are closed.
 const IDLE_FILES_KEPT: usize = 128;
@@ -32,6 +35,8 @@ struct LockFile {
     open: StateMutex<Option<OpenFile>>,
     /// The holder had to wait for another process: there may be more waiters to make way for.
     contended: AtomicBool,
+    /// Straight re-takes (no wait) since this process last made way.
+    retakes: AtomicU32,
     /// `pthread_self()` of the thread holding `guard` (0: none), so that a forked child can
     /// tell a hold of its own (a `with` spanning the fork) from one of a thread it did not get.
     holder: AtomicU64,
@@ -170,6 +175,7 @@ impl FileLock {
             guard: Mutex::new(),
             open: StateMutex::new(None),
             contended: AtomicBool::new(false),
+            retakes: AtomicU32::new(0),
             holder: AtomicU64::new(0),
         });
         files.insert(path.to_owned(), Arc::clone(&file));
@@ -273,7 +279,13 @@ impl FileLock {
                 None => Ok(()),
             }
         };
-        let made_way = self.file.contended.swap(false, Ordering::Relaxed);
+        // Waited for this hold, or re-took the lock many times in a row since last making way:
+        // other processes may be waiting, and whoever runs first after the unlock gets it.
+        let retakes = self.file.retakes.fetch_add(1, Ordering::Relaxed);
+        let made_way = self.file.contended.swap(false, Ordering::Relaxed) || retakes >= RETAKES;
+        if made_way {
+            self.file.retakes.store(0, Ordering::Relaxed);
+        }
         self.file.holder.store(0, Ordering::Release);
         self.file.guard.release()?;
         if made_way {
