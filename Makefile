@@ -26,9 +26,9 @@ lint: install
 	cargo clippy --quiet --all-targets --features python -- -D warnings
 	@# The core must stay free of Python: only src/python/ may speak PyO3.
 	@! grep -rln pyo3 src --include='*.rs' | grep -v '^src/python/'
-	ruff check python tests bench
-	ruff format --check python tests bench
-	mypy
+	$(PYTHON) -m ruff check python tests bench
+	$(PYTHON) -m ruff format --check python tests bench
+	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy.stubtest ferrolock._native
 
 # ferrolock and oslo.concurrency side by side (see bench/README.md).
