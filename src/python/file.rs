@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
 use super::internal::plain_locks;
-use super::waiting::{acquire, decorate, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, with_lock_protocol, Policy, WithLock};
 use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
@@ -123,6 +123,8 @@ fn release_unless_taken(internal: Option<&Mutex>, got: &Result<bool, crate::Lock
     }
 }
 
+with_lock_protocol!(FileLock);
+
 #[pymethods]
 impl FileLock {
     #[new]
@@ -168,27 +170,6 @@ impl FileLock {
     /// Delete the lock file unless someone holds it; returns whether it is gone.
     fn remove_if_unused(&self) -> PyResult<bool> {
         self.core.remove_if_unused().map_err(|e| to_pyerr(e, None))
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        enter(slf)
-    }
-
-    /// Use as a decorator: each call of `func` runs inside the lock.
-    fn __call__<'py>(
-        slf: Bound<'py, Self>,
-        func: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        decorate(slf, func)
-    }
-
-    fn __exit__(
-        &self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        exit(self)
     }
 
     fn __repr__(&self) -> String {

@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, acquire_with_gil, decorate, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, acquire_with_gil, with_lock_protocol, Policy, WithLock};
 use crate::mutex::Mutex;
 use crate::registry::{Handle, Registry};
 use crate::semaphore::Semaphore as CoreSemaphore;
@@ -149,6 +149,8 @@ impl WithLock for InternalLock {
 #[derive(Clone, Copy)]
 struct SendRaw<'a>(&'a dyn RawLock);
 
+with_lock_protocol!(InternalLock);
+
 #[pymethods]
 impl InternalLock {
     /// `blocking`/`timeout` are how `with` acquires: it raises AcquireLockFailedException
@@ -193,27 +195,6 @@ impl InternalLock {
         }
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        enter(slf)
-    }
-
-    /// Use as a decorator: each call of `func` runs inside the lock.
-    fn __call__<'py>(
-        slf: Bound<'py, Self>,
-        func: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        decorate(slf, func)
-    }
-
-    fn __exit__(
-        &self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        exit(self)
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "<ferrolock.InternalLock name={:?} fair={} locked={}>",
@@ -230,6 +211,8 @@ pub struct Semaphore {
     handle: Handle<CoreSemaphore>,
     policy: Policy,
 }
+
+with_lock_protocol!(Semaphore);
 
 #[pymethods]
 impl Semaphore {
@@ -286,27 +269,6 @@ impl Semaphore {
 
     fn locked(&self) -> bool {
         self.handle.available() == 0
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        enter(slf)
-    }
-
-    /// Use as a decorator: each call of `func` runs inside the lock.
-    fn __call__<'py>(
-        slf: Bound<'py, Self>,
-        func: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        decorate(slf, func)
-    }
-
-    fn __exit__(
-        &self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        exit(self)
     }
 
     fn __repr__(&self) -> String {

@@ -11,7 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, decorate, enter, exit, Policy, WithLock};
+use super::waiting::{acquire, with_lock_protocol, Policy, WithLock};
 use crate::registry::{Handle, Registry};
 use crate::rwlock::{Access, OwnerId, RwLock};
 use crate::wait::Until;
@@ -190,31 +190,12 @@ impl WithLock for FairWriteLock {
     }
 }
 
+with_lock_protocol!(FairWriteLock);
+
 #[pymethods]
 impl FairWriteLock {
     #[getter]
     fn name(&self) -> &str {
         self.handle.name()
-    }
-
-    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        enter(slf)
-    }
-
-    /// Use as a decorator: each call of `func` runs inside the lock.
-    fn __call__<'py>(
-        slf: Bound<'py, Self>,
-        func: Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        decorate(slf, func)
-    }
-
-    fn __exit__(
-        &self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> PyResult<bool> {
-        exit(self)
     }
 }

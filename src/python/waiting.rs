@@ -210,3 +210,34 @@ where
         .getattr(intern!(py, "decorate"))?
         .call1((slf, func))
 }
+
+/// The `with` and decorator protocol of a native lock class, as its own `#[pymethods]` block
+/// (pyo3's `multiple-pymethods`), so that every lock class gets the same three methods.
+macro_rules! with_lock_protocol {
+    ($class:ty) => {
+        #[pyo3::pymethods]
+        impl $class {
+            fn __enter__(slf: pyo3::Bound<'_, Self>) -> pyo3::PyResult<pyo3::Bound<'_, Self>> {
+                $crate::python::waiting::enter(slf)
+            }
+
+            fn __exit__(
+                &self,
+                _exc_type: &pyo3::Bound<'_, pyo3::PyAny>,
+                _exc: &pyo3::Bound<'_, pyo3::PyAny>,
+                _tb: &pyo3::Bound<'_, pyo3::PyAny>,
+            ) -> pyo3::PyResult<bool> {
+                $crate::python::waiting::exit(self)
+            }
+
+            /// Use as a decorator: each call of `func` runs inside the lock.
+            fn __call__<'py>(
+                slf: pyo3::Bound<'py, Self>,
+                func: pyo3::Bound<'py, pyo3::PyAny>,
+            ) -> pyo3::PyResult<pyo3::Bound<'py, pyo3::PyAny>> {
+                $crate::python::waiting::decorate(slf, func)
+            }
+        }
+    };
+}
+pub(crate) use with_lock_protocol;
