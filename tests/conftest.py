@@ -66,3 +66,12 @@ def holder(spawn):
         return c
 
     return _holder
+
+
+@pytest.fixture
+def cli_children():
+    """Children started by a CLI test; each is finished (let go, reaped) at teardown."""
+    kids: list[Child] = []
+    yield kids
+    for k in kids:
+        k.finish()

@@ -10,31 +10,13 @@ import time
 
 import pytest
 
-from testutil import Child, child_env, console_script
+from testutil import Child, console_script, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def ferrolock_cli() -> list[str]:
     return [console_script("ferrolock")]
-
-
-def run_cli(*args, timeout=30, argv0=None):
-    return subprocess.run(
-        [*(argv0 or ferrolock_cli()), *map(str, args)],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture
-def cli_children():
-    kids: list[Child] = []
-    yield kids
-    for k in kids:
-        k.finish()
 
 
 def _hold_with_cli(cli_children, lock_dir, name="cli-lock") -> Child:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from ferrolock import demo as ferro_demo
 from ferrolock import holders as ferro_holders
 from ferrolock.holders import LockEntry, parse_lock_line
 
-from testutil import Child, child_env, console_script
+from testutil import Child, child_env, console_script, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,24 +25,6 @@ EX_CONFIG = 78
 
 def ferrolock_cli() -> list[str]:
     return [console_script("ferrolock")]
-
-
-def run_cli(*args, timeout=30, env=None):
-    return subprocess.run(
-        [*ferrolock_cli(), *map(str, args)],
-        env=env if env is not None else child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture
-def cli_children():
-    kids: list[Child] = []
-    yield kids
-    for k in kids:
-        k.finish()
 
 
 def _start_cli(cli_children, *args) -> Child:

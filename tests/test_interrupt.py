@@ -18,7 +18,7 @@ import pytest
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
-from testutil import fd_lock_lines
+from testutil import fd_lock_lines, hold_in_thread
 
 PROMPT = 1.5  # seconds between SIGINT and KeyboardInterrupt
 
@@ -103,23 +103,7 @@ def test_ctrl_c_while_waiting_for_lock_held_by_a_thread(spawn, tmp_path, kind):
 
 def _busy_internal(name):
     """Hold internal lock `name` in a thread; returns the release callable."""
-    held = threading.Event()
-    done = threading.Event()
-
-    def run():
-        with ferrolock.lock(name):
-            held.set()
-            done.wait(30)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    assert held.wait(5)
-
-    def release():
-        done.set()
-        t.join(5)
-
-    return release
+    return hold_in_thread(ferrolock.lock(name))
 
 
 def _bounds(t0, timeout):

@@ -21,7 +21,7 @@ from oslo_config import cfg
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
-from testutil import child_env, console_script, oslo_busy
+from testutil import child_env, console_script, hold_in_thread, oslo_busy
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,26 +89,6 @@ class Owner:
         return ("method", v)
 
 
-def _hold_in_thread(cm):
-    held = threading.Event()
-    done = threading.Event()
-
-    def run():
-        with cm:
-            held.set()
-            done.wait(20)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    assert held.wait(5)
-
-    def release():
-        done.set()
-        t.join(5)
-
-    return release
-
-
 # ------------------------------------------------------------------ logging
 
 
@@ -159,7 +139,7 @@ def test_log_lines_lock_internal_and_external(lock_dir):
 
 def test_log_lines_when_unacquired():
     def action(api):
-        release = _hold_in_thread(api.lock("log-busy", do_log=False))
+        release = hold_in_thread(api.lock("log-busy", do_log=False))
         try:
             f = api.synchronized("log-busy", blocking=False)(plain_function)
             with pytest.raises(api.AcquireLockFailedException):
@@ -251,7 +231,7 @@ def test_disable_process_locking(holder, lock_dir):
             pass
         assert not (lock_dir / "dpl-new").exists()
         # ...but the in-process part still excludes threads
-        release = _hold_in_thread(
+        release = hold_in_thread(
             ferro_lockutils.lock("dpl", external=True, lock_path=str(lock_dir))
         )
         try:
@@ -333,7 +313,7 @@ def test_nested_synchronized_different_names():
 
 @pytest.mark.parametrize("api", APIS)
 def test_nonblocking_internal_busy_raises(api):
-    release = _hold_in_thread(api.lock("nb-int"))
+    release = hold_in_thread(api.lock("nb-int"))
     try:
         with pytest.raises(api.AcquireLockFailedException) as ei:
             with api.lock("nb-int", blocking=False):

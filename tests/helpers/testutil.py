@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any, Callable
 
 HELPERS = Path(__file__).resolve().parent
 SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
@@ -243,3 +244,40 @@ def oslo_busy(name, lock_path, prefix=None) -> bool:
         except oslo_lockutils.AcquireLockFailedException as e:
             assert str(e) == f"Failed to acquire the lock {name}"
             return True
+
+
+def run_cli(
+    *args: object,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
+    argv0: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``ferrolock`` console script (or ``argv0``) to completion, bounded."""
+    return subprocess.run(
+        [*(argv0 or [console_script("ferrolock")]), *map(str, args)],
+        env=env if env is not None else child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def hold_in_thread(cm: Any) -> Callable[[], None]:
+    """Hold context manager ``cm`` in a daemon thread until the returned callable is called."""
+    held = threading.Event()
+    done = threading.Event()
+
+    def run() -> None:
+        with cm:
+            held.set()
+            done.wait(30)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert held.wait(5)
+
+    def release() -> None:
+        done.set()
+        t.join(5)
+
+    return release
