@@ -22,7 +22,10 @@ use crate::sys::{self, FileId};
 use crate::wait::{self, Until, WaitTicket};
 use crate::{LockError, RawLock};
 
-/// Straight re-takes after which a releaser yields the CPU anyway.
+/// Straight re-takes after which a releaser yields the CPU anyway. The kernel wakes waiters on
+/// unlock but hands the lock to none, so a process in a loop keeps re-taking it. Measured on 2
+/// cores with 4 processes in a tight loop (bench `external.procs4`): 384 cut the longest wait
+/// from ~10 ms to ~5 ms for ~15% of throughput; 128 halved throughput, 1024 bounded nothing.
 const RETAKES: u32 = 384;
 
 /// Idle entries kept with their descriptor open; past this, idle ones are closed.
