@@ -76,6 +76,28 @@ def test_truthy_flags_and_non_str_names_work_as_in_oslo(tmp_path: Path, debug: b
     assert f() == "ran"
     with pytest.raises(ValueError):
         lockutils.lock("t", blocking=False, timeout=1)
+    # None is a false flag, as oslo reads it: blocking=None does not wait.
+    with lockutils.lock("t"), pytest.raises(lockutils.AcquireLockFailedException):
+        _enter_in_thread(lambda: lockutils.lock("t", blocking=None))
+
+
+def _enter_in_thread(make: object) -> None:
+    """Enter ``make()`` in another thread (the caller holds the lock); re-raise its error."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with make():  # type: ignore[operator]
+                pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "blocking=None waited"
+    if errors:
+        raise errors[0]
 
 
 def test_same_object_kinds_with_debug_on_and_off(tmp_path: Path, debug: bool) -> None:

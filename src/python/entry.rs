@@ -6,7 +6,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBool, PyDict, PyInt, PyString};
+use pyo3::types::{PyDict, PyFloat, PyInt, PyString};
 
 use super::file::external_lock;
 use super::internal::internal_lock;
@@ -46,8 +46,27 @@ pub fn set_lock_fallback(
     let _ = FALLBACK.set(py, Fallback { slow_lock, lock_dir, logger, level_cache, debug });
 }
 
-fn truthy(value: Option<&Bound<'_, PyAny>>, default: bool) -> PyResult<bool> {
-    value.map_or(Ok(default), |v| v.is_truthy())
+/// A flag argument as oslo reads it: Python truthiness when given (so `None` is false, and
+/// `1` true), the default when not given.
+#[derive(Clone, Copy)]
+pub enum Flag {
+    Default,
+    Given(bool),
+}
+
+impl Flag {
+    fn or(self, default: bool) -> bool {
+        match self {
+            Flag::Default => default,
+            Flag::Given(value) => value,
+        }
+    }
+}
+
+impl<'py> FromPyObject<'py> for Flag {
+    fn extract_bound(ob: &Bound<'py, PyAny>) -> PyResult<Self> {
+        ob.is_truthy().map(Flag::Given)
+    }
 }
 
 /// Context manager holding lock `name`; oslo.concurrency's `lock` plus `timeout`.
@@ -60,8 +79,8 @@ fn truthy(value: Option<&Bound<'_, PyAny>>, default: bool) -> PyResult<bool> {
 /// LockTimeout. Waiting releases the GIL; Ctrl-C interrupts it and leaves nothing held.
 #[pyfunction]
 #[pyo3(signature = (
-    name, lock_file_prefix=None, external=None, lock_path=None, do_log=None, semaphores=None,
-    delay=None, fair=None, blocking=None, timeout=None
+    name, lock_file_prefix=None, external=Flag::Default, lock_path=None, do_log=Flag::Default,
+    semaphores=None, delay=None, fair=Flag::Default, blocking=Flag::Default, timeout=None
 ), text_signature = "(name, lock_file_prefix=None, external=False, lock_path=None, do_log=True, \
     semaphores=None, delay=0.01, fair=False, blocking=True, timeout=None)")]
 #[allow(clippy::too_many_arguments)]
@@ -69,24 +88,23 @@ pub fn lock<'py>(
     py: Python<'py>,
     name: &Bound<'py, PyAny>,
     lock_file_prefix: Option<&Bound<'py, PyAny>>,
-    external: Option<&Bound<'py, PyAny>>,
+    external: Flag,
     lock_path: Option<&Bound<'py, PyAny>>,
-    do_log: Option<&Bound<'py, PyAny>>,
+    do_log: Flag,
     semaphores: Option<&Bound<'py, PyAny>>,
     delay: Option<&Bound<'py, PyAny>>,
-    fair: Option<&Bound<'py, PyAny>>,
-    blocking: Option<&Bound<'py, PyAny>>,
+    fair: Flag,
+    blocking: Flag,
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let Some(fallback) = FALLBACK.get(py) else {
         return Err(PyRuntimeError::new_err("ferrolock.lockutils is not initialised"));
     };
-    let quiet =
-        || -> PyResult<bool> { Ok(!(truthy(do_log, true)? && debug_enabled(py, fallback)?)) };
+    let (external, fair, blocking) = (external.or(false), fair.or(false), blocking.or(true));
+    let quiet = || -> PyResult<bool> { Ok(!(do_log.or(true) && debug_enabled(py, fallback)?)) };
     if let (None, Ok(name)) = (semaphores, name.cast::<PyString>()) {
-        let (external, fair) = (truthy(external, false)?, truthy(fair, false)?);
         if !external && quiet()? {
-            let (name, blocking) = (name.to_cow()?, truthy(blocking, true)?);
+            let name = name.to_cow()?;
             return if fair {
                 Ok(Bound::new(py, fair_lock(&name, blocking, timeout)?)?.into_any())
             } else {
@@ -103,7 +121,7 @@ pub fn lock<'py>(
                         dir.extract()?,
                         &name.to_cow()?,
                         prefix.as_deref(),
-                        truthy(blocking, true)?,
+                        blocking,
                         timeout,
                     )?;
                     return Ok(Bound::new(py, made)?.into_any());
@@ -111,20 +129,20 @@ pub fn lock<'py>(
             }
         }
     }
-    let none = py.None().into_bound(py);
-    let or_none = |v: Option<&Bound<'py, PyAny>>| v.cloned().unwrap_or_else(|| none.clone());
-    let true_ = PyBool::new(py, true).to_owned().into_any();
-    let false_ = PyBool::new(py, false).to_owned().into_any();
+    let delay = match delay {
+        Some(delay) => delay.clone(),
+        None => PyFloat::new(py, 0.01).into_any(),
+    };
     fallback.slow_lock.bind(py).call1((
         name,
-        or_none(lock_file_prefix),
-        external.cloned().unwrap_or_else(|| false_.clone()),
-        or_none(lock_path),
-        do_log.cloned().unwrap_or_else(|| true_.clone()),
-        or_none(semaphores),
-        delay.cloned().map_or_else(|| 0.01_f64.into_pyobject(py).map(|f| f.into_any()), Ok)?,
-        fair.cloned().unwrap_or(false_),
-        blocking.cloned().unwrap_or(true_),
+        lock_file_prefix,
+        external,
+        lock_path,
+        do_log.or(true),
+        semaphores,
+        delay,
+        fair,
+        blocking,
         timeout,
     ))
 }
