@@ -140,6 +140,9 @@ class FairWriteLock:
 
     @property
     def name(self) -> str: ...
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """Take the write lock for the calling thread (re-entrant)."""
+    def release(self) -> None: ...
     def __enter__(self) -> Self: ...
     def __call__(self, func: _F) -> _F:
         """Decorator: each call of ``func`` runs inside the lock."""

@@ -152,16 +152,6 @@ impl FileLock {
         &self.name
     }
 
-    /// Returns whether the lock was taken. Waits in the kernel with the GIL released.
-    #[pyo3(signature = (blocking=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.take(py, Policy::new(blocking, timeout)?)
-    }
-
-    fn release(&self) -> PyResult<()> {
-        self.give_back()
-    }
-
     /// Held by a thread of this process.
     fn locked(&self) -> bool {
         self.core.locked()

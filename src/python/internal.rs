@@ -6,11 +6,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, acquire_with_gil, with_lock_protocol, Policy, WithLock};
+use super::waiting::{acquire_raw, acquire_with_gil, with_lock_protocol, Policy, WithLock};
 use crate::mutex::Mutex;
 use crate::registry::{Handle, Registry};
 use crate::semaphore::Semaphore as CoreSemaphore;
-use crate::wait;
 use crate::RawLock;
 
 pub(super) fn plain_locks() -> &'static Arc<Registry<Mutex>> {
@@ -109,30 +108,14 @@ impl InternalLock {
             Kind::Fair(h) => h.name(),
         }
     }
-
-    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        match &self.kind {
-            Kind::Plain(m) => acquire_with_gil(py, policy, &**m),
-            Kind::Fair(_) => {
-                let raw = self.raw_send();
-                acquire(
-                    py,
-                    policy,
-                    || raw.0.try_acquire(),
-                    move |until, interrupted| wait::acquire(raw.0, until, interrupted),
-                )
-            }
-        }
-    }
-
-    fn raw_send(&self) -> SendRaw<'_> {
-        SendRaw(self.kind.raw())
-    }
 }
 
 impl WithLock for InternalLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        InternalLock::take(self, py, policy)
+        match &self.kind {
+            Kind::Plain(m) => acquire_with_gil(py, policy, &**m),
+            Kind::Fair(f) => acquire_raw(py, policy, &**f),
+        }
     }
     fn give_back(&self) -> PyResult<()> {
         self.kind.raw().release().map_err(|e| to_pyerr(e, None))
@@ -144,10 +127,6 @@ impl WithLock for InternalLock {
         self.policy
     }
 }
-
-/// `RawLock` is `Send + Sync`; this carries a borrowed one into a GIL-free wait.
-#[derive(Clone, Copy)]
-struct SendRaw<'a>(&'a dyn RawLock);
 
 with_lock_protocol!(InternalLock);
 
@@ -176,16 +155,6 @@ impl InternalLock {
     #[getter]
     fn fair(&self) -> bool {
         matches!(self.kind, Kind::Fair(_))
-    }
-
-    /// Returns whether the lock was taken. Waits with the GIL released.
-    #[pyo3(signature = (blocking=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.take(py, Policy::new(blocking, timeout)?)
-    }
-
-    fn release(&self) -> PyResult<()> {
-        self.give_back()
     }
 
     fn locked(&self) -> bool {
@@ -258,15 +227,6 @@ impl Semaphore {
         self.handle.available()
     }
 
-    #[pyo3(signature = (blocking=true, timeout=None))]
-    fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
-        self.take(py, Policy::new(blocking, timeout)?)
-    }
-
-    fn release(&self) -> PyResult<()> {
-        self.give_back()
-    }
-
     fn locked(&self) -> bool {
         self.handle.available() == 0
     }
@@ -283,7 +243,7 @@ impl Semaphore {
 
 impl WithLock for Semaphore {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        Semaphore::take(self, py, policy)
+        acquire_raw(py, policy, &*self.handle)
     }
     fn give_back(&self) -> PyResult<()> {
         self.handle.release().map_err(|e| to_pyerr(e, None))
@@ -293,17 +253,5 @@ impl WithLock for Semaphore {
     }
     fn with_policy(&self) -> Policy {
         self.policy
-    }
-}
-
-impl Semaphore {
-    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        let raw = SendRaw(&*self.handle);
-        acquire(
-            py,
-            policy,
-            || raw.0.try_acquire(),
-            move |until, interrupted| wait::acquire(raw.0, until, interrupted),
-        )
     }
 }

@@ -94,6 +94,16 @@ where
     detached(py, until, wait)
 }
 
+/// `acquire` for a lock that needs no more than its `RawLock` (in-process FIFO locks).
+pub fn acquire_raw(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyResult<bool> {
+    acquire(
+        py,
+        policy,
+        || lock.try_acquire(),
+        move |until, interrupted| wait::acquire(lock, until, interrupted),
+    )
+}
+
 /// An in-process lock that Python threads contend for. A waiter does not take the lock while
 /// it is away from the GIL: it waits until the lock is free, then takes it only once it holds
 /// the GIL again. Otherwise each handoff would park the thread that holds the GIL (and would
@@ -211,12 +221,29 @@ where
         .call1((slf, func))
 }
 
-/// The `with` and decorator protocol of a native lock class, as its own `#[pymethods]` block
-/// (pyo3's `multiple-pymethods`), so that every lock class gets the same three methods.
+/// `acquire`/`release` and the `with` and decorator protocol of a native lock class, as its own
+/// `#[pymethods]` block (pyo3's `multiple-pymethods`), so every lock class gets the same ones.
 macro_rules! with_lock_protocol {
     ($class:ty) => {
         #[pyo3::pymethods]
         impl $class {
+            /// Returns whether the lock was taken; waits with the GIL released, Ctrl-C
+            /// interrupts the wait.
+            #[pyo3(signature = (blocking=true, timeout=None))]
+            fn acquire(
+                &self,
+                py: pyo3::Python<'_>,
+                blocking: bool,
+                timeout: Option<f64>,
+            ) -> pyo3::PyResult<bool> {
+                let policy = $crate::python::waiting::Policy::new(blocking, timeout)?;
+                $crate::python::waiting::WithLock::take(self, py, policy)
+            }
+
+            fn release(&self) -> pyo3::PyResult<()> {
+                $crate::python::waiting::WithLock::give_back(self)
+            }
+
             fn __enter__(slf: pyo3::Bound<'_, Self>) -> pyo3::PyResult<pyo3::Bound<'_, Self>> {
                 $crate::python::waiting::enter(slf)
             }
