@@ -29,6 +29,7 @@ lint: install
 	$(PYTHON) -m ruff check python tests bench
 	$(PYTHON) -m ruff format --check python tests bench
 	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy --strict --ignore-missing-imports bench
 	$(PYTHON) -m mypy.stubtest ferrolock._native
 
 # ferrolock and oslo.concurrency side by side (see bench/README.md).
