@@ -7,12 +7,14 @@
 //! close per cycle; after each kernel acquire the path is checked to still name our file, so a
 //! lock file removed and re-created elsewhere is never locked on a stale inode.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex as StateMutex;
@@ -40,9 +42,28 @@ struct LockFile {
     contended: AtomicBool,
     /// Straight re-takes (no wait) since this process last made way.
     retakes: AtomicU32,
-    /// `pthread_self()` of the thread holding `guard` (0: none), so that a forked child can
-    /// tell a hold of its own (a `with` spanning the fork) from one of a thread it did not get.
+    /// `pthread_self()` of the thread holding the lock (0: none, or still waiting for the file),
+    /// so that a forked child can tell a hold of its own (a `with` spanning the fork) from one
+    /// of a thread it did not get, and `release` cannot cut into an acquire in progress.
     holder: AtomicU64,
+    /// `sys::fork_generation()` when made. A forked child starts a new cache: `guard` may be
+    /// held or waited for by parent threads the child did not get, so these entries are dead
+    /// there, and a `FileLock` made before the fork finds its path's entry in the new cache.
+    generation: u64,
+}
+
+impl LockFile {
+    fn new(path: &Path) -> LockFile {
+        LockFile {
+            path: path.to_owned(),
+            guard: Mutex::new(),
+            open: StateMutex::new(None),
+            contended: AtomicBool::new(false),
+            retakes: AtomicU32::new(0),
+            holder: AtomicU64::new(0),
+            generation: sys::fork_generation(),
+        }
+    }
 }
 
 struct OpenFile {
@@ -59,9 +80,44 @@ impl OpenFile {
     }
 }
 
-fn cache() -> &'static StateMutex<HashMap<PathBuf, Arc<LockFile>>> {
-    static FILES: OnceLock<StateMutex<HashMap<PathBuf, Arc<LockFile>>>> = OnceLock::new();
-    FILES.get_or_init(Default::default)
+type Files = StateMutex<HashMap<PathBuf, Arc<LockFile>>>;
+
+/// The cache of this process. Replaced, never freed: a forked child cannot use the parent's,
+/// whose lock may be held or waited for by threads that did not survive the fork.
+static CACHE: AtomicPtr<Files> = AtomicPtr::new(ptr::null_mut());
+
+fn cache() -> &'static Files {
+    let current = CACHE.load(Ordering::Acquire);
+    if !current.is_null() {
+        // SAFETY: CACHE only ever points at a leaked, never freed `Files`.
+        return unsafe { &*current };
+    }
+    let fresh = Box::into_raw(Box::default());
+    match CACHE.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `fresh` is leaked from here on.
+        Ok(_) => unsafe { &*fresh },
+        Err(other) => {
+            // SAFETY: `fresh` came from `Box::into_raw` above and was never shared.
+            drop(unsafe { Box::from_raw(fresh) });
+            // SAFETY: `other` is leaked like every published cache.
+            unsafe { &*other }
+        }
+    }
+}
+
+/// The entry for `path`, made on first use. Full caches drop idle entries first (closing their
+/// descriptors), but never a held one: its descriptor carries the lock.
+fn entry_for(path: &Path) -> Arc<LockFile> {
+    let mut files = cache().lock();
+    if let Some(file) = files.get(path) {
+        return Arc::clone(file);
+    }
+    if files.len() >= IDLE_FILES_KEPT {
+        files.retain(|_, f| Arc::strong_count(f) > 1 || f.guard.locked());
+    }
+    let file = Arc::new(LockFile::new(path));
+    files.insert(path.to_owned(), Arc::clone(&file));
+    file
 }
 
 /// Lock files this process has entries for (in use or idle with an open descriptor).
@@ -69,37 +125,42 @@ pub fn cached_files() -> usize {
     cache().lock().len()
 }
 
-/// In a forked child (only the forking thread exists): close the descriptors inherited from the
-/// parent, which keep the parent's open files, and so its locks, alive; and give back guards
-/// that parent threads other than the forking one held, since they will never release them.
+/// In a forked child (only the forking thread exists): start a new cache. The parent's entries
+/// are left untouched, since their guards and the cache's own lock may be held or queued on by
+/// threads that did not survive the fork (unlocking those would hand them to a dead thread);
+/// their descriptors, which keep the parent's open files and so its locks alive, are closed.
+/// A hold of the forking thread itself (a `with` spanning the fork) stays held in the child, on
+/// no descriptor, so that the block's release works there and unlocks nothing of the parent's.
 ///
 /// # Safety
 /// Call only in a forked child before it starts threads that use file locks, from the thread
 /// that forked (Python's `os.register_at_fork(after_in_child=...)` does both).
 pub unsafe fn forget_inherited() {
-    let files = cache();
-    if files.is_locked() {
-        // SAFETY: in the child the holder of this lock did not survive the fork.
-        unsafe { files.force_unlock() };
-    }
     let me = sys::current_thread();
-    for file in files.lock().values() {
-        if file.open.is_locked() {
-            // SAFETY: as above: a parent thread was cloning the descriptor at the fork.
-            unsafe { file.open.force_unlock() };
+    let mut kept = HashMap::new();
+    let files = cache();
+    // A thread that did not survive the fork may have been changing the map or an entry: then
+    // that is not read (its descriptors stay open here, a hold spanning the fork is not kept).
+    // SAFETY: single-threaded child; unlocked data is only read, and the locks are never taken.
+    let inherited = if files.is_locked() { None } else { Some(unsafe { &*files.data_ptr() }) };
+    for (path, file) in inherited.into_iter().flatten() {
+        // SAFETY: as above.
+        let open = if file.open.is_locked() { &None } else { unsafe { &*file.open.data_ptr() } };
+        if let Some(open) = open {
+            // The old entries are never dropped (their cache is leaked), so the descriptor is
+            // closed here once and never again.
+            // SAFETY: the descriptor is open and nothing uses it after this point.
+            unsafe { libc::close(open.fd.as_raw_fd()) };
         }
-        if let Some(inherited) = file.open.lock().take() {
-            // Threads that did not survive the fork may hold copies of the `Arc`, which will
-            // never be dropped: close the descriptor itself, and never close it again.
-            let fd = std::mem::ManuallyDrop::new(inherited.fd);
-            // SAFETY: the descriptor is open and no live code uses it after this point.
-            unsafe { libc::close(fd.as_raw_fd()) };
-        }
-        if file.guard.locked() && file.holder.load(Ordering::Acquire) != me {
-            file.holder.store(0, Ordering::Release);
-            let _ = file.guard.release();
+        if file.holder.load(Ordering::Acquire) == me {
+            let held = LockFile::new(path);
+            // A fresh guard: taking it cannot fail.
+            let _ = held.guard.try_acquire();
+            held.holder.store(me, Ordering::Release);
+            kept.insert(path.clone(), Arc::new(held));
         }
     }
+    CACHE.store(Box::into_raw(Box::new(StateMutex::new(kept))), Ordering::Release);
 }
 
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
@@ -166,23 +227,16 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
 
 impl FileLock {
     pub fn new(path: &Path) -> FileLock {
-        let mut files = cache().lock();
-        if let Some(file) = files.get(path) {
-            return FileLock { file: Arc::clone(file) };
+        FileLock { file: entry_for(path) }
+    }
+
+    /// This process's entry: made before a fork, this lock uses the child's entry for its path.
+    fn file(&self) -> Cow<'_, Arc<LockFile>> {
+        if self.file.generation == sys::fork_generation() {
+            Cow::Borrowed(&self.file)
+        } else {
+            Cow::Owned(entry_for(&self.file.path))
         }
-        if files.len() >= IDLE_FILES_KEPT {
-            files.retain(|_, f| Arc::strong_count(f) > 1);
-        }
-        let file = Arc::new(LockFile {
-            path: path.to_owned(),
-            guard: Mutex::new(),
-            open: StateMutex::new(None),
-            contended: AtomicBool::new(false),
-            retakes: AtomicU32::new(0),
-            holder: AtomicU64::new(0),
-        });
-        files.insert(path.to_owned(), Arc::clone(&file));
-        FileLock { file }
     }
 
     pub fn path(&self) -> &Path {
@@ -191,7 +245,7 @@ impl FileLock {
 
     /// Held by some thread of this process.
     pub fn locked(&self) -> bool {
-        self.file.guard.locked()
+        self.file().guard.locked()
     }
 
     /// Take the lock, waiting until `until.deadline`; `Ok(false)` when it passed.
@@ -204,93 +258,36 @@ impl FileLock {
         until: Until,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<bool, LockError> {
-        if !wait::acquire(&self.file.guard, until, interrupted)? {
+        let file = self.file();
+        if !wait::acquire(&file.guard, until, interrupted)? {
             return Ok(false);
         }
-        self.file.holder.store(sys::current_thread(), Ordering::Release);
-        let outcome = self.lock_file(until, interrupted);
-        if !matches!(outcome, Ok(true)) {
-            self.file.holder.store(0, Ordering::Release);
+        let outcome = lock_file(&file, until, interrupted);
+        if matches!(outcome, Ok(true)) {
+            file.holder.store(sys::current_thread(), Ordering::Release);
+        } else {
             // The guard was ours a moment ago; giving it back cannot fail.
-            let _ = self.file.guard.release();
+            let _ = file.guard.release();
         }
         outcome
-    }
-
-    fn lock_file(
-        &self,
-        until: Until,
-        interrupted: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, LockError> {
-        let path = &self.file.path;
-        loop {
-            let (fd, id) = {
-                let mut open = self.file.open.lock();
-                if open.as_ref().is_some_and(OpenFile::inherited) {
-                    // Closing our copy leaves the parent's lock alone.
-                    *open = None;
-                }
-                match &*open {
-                    Some(file) => (Arc::clone(&file.fd), file.id),
-                    None => {
-                        let file = open_creating_dirs(path)?;
-                        let fd_id = (Arc::clone(&file.fd), file.id);
-                        *open = Some(file);
-                        fd_id
-                    }
-                }
-            };
-            let ofd = Ofd(&fd);
-            if !ofd.try_acquire().map_err(|e| with_path(e, path))? {
-                if !wait::acquire(&ofd, until, interrupted).map_err(|e| with_path(e, path))? {
-                    return Ok(false);
-                }
-                self.file.contended.store(true, Ordering::Relaxed);
-            }
-            match sys::path_identity(path) {
-                Ok(Some(now)) if now == id => return Ok(true),
-                Ok(_) => {
-                    // Removed or replaced while we waited: lock whatever the path names now.
-                    let _ = sys::unlock(&fd);
-                    *self.file.open.lock() = None;
-                }
-                Err(e) => {
-                    let _ = sys::unlock(&fd);
-                    return Err(io_error(path, "stat", e));
-                }
-            }
-        }
     }
 
     /// # Errors
     /// `NotHeld` when no thread of this process holds it; `Io` when the kernel refused.
     pub fn release(&self) -> Result<(), LockError> {
-        if !self.file.guard.locked() {
+        let file = self.file();
+        if file.holder.swap(0, Ordering::AcqRel) == 0 {
             return Err(LockError::NotHeld);
         }
-        let unlocked = {
-            let mut open = self.file.open.lock();
-            match open.as_ref() {
-                // Not ours to unlock: it is the parent's lock, taken before we were forked.
-                Some(file) if file.inherited() => {
-                    *open = None;
-                    Ok(())
-                }
-                Some(file) => {
-                    sys::unlock(&file.fd).map_err(|e| io_error(&self.file.path, "unlock", e))
-                }
-                None => Ok(()),
-            }
-        };
+        let unlocked = file.unlock(false);
         // Waited for this hold, or re-took the lock many times in a row since last making way:
         // other processes may be waiting, and whoever runs first after the unlock gets it.
-        let retakes = self.file.retakes.fetch_add(1, Ordering::Relaxed);
-        let made_way = self.file.contended.swap(false, Ordering::Relaxed) || retakes >= RETAKES;
+        let retakes = file.retakes.fetch_add(1, Ordering::Relaxed);
+        let made_way = file.contended.swap(false, Ordering::Relaxed) || retakes >= RETAKES;
         if made_way {
-            self.file.retakes.store(0, Ordering::Relaxed);
+            file.retakes.store(0, Ordering::Relaxed);
         }
-        self.file.holder.store(0, Ordering::Release);
-        self.file.guard.release()?;
+        file.guard.release()?;
         if made_way {
             // Waiters in other processes were woken by the unlock; give one of them the CPU
             // before this thread can take the lock straight back.
@@ -301,28 +298,92 @@ impl FileLock {
 
     /// Delete the lock file if nobody holds it, holding it ourselves while we do, so that no
     /// process can be inside the lock on the old file while another locks a new one.
-    /// `Ok(false)` when it was busy (left in place) .
+    /// `Ok(false)` when it was busy (left in place).
     ///
     /// # Errors
     /// As `acquire` and `release`; `Io` when unlinking failed.
     pub fn remove_if_unused(&self) -> Result<bool, LockError> {
-        let never = &mut || false;
-        if !self.acquire(Until::now(), never)? {
+        let file = self.file();
+        if !self.acquire(Until::now(), &mut || false)? {
             return Ok(false);
         }
-        let removed = match std::fs::remove_file(&self.file.path) {
+        let removed = match std::fs::remove_file(&file.path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(io_error(&self.file.path, "remove", e)),
+            Err(e) => Err(io_error(&file.path, "remove", e)),
         };
-        // Our descriptor names the deleted inode now: close it while still holding the guard,
+        // Our descriptor names the deleted inode now: close it while still holding the lock,
         // so the next acquire opens the new file.
-        let file = self.file.open.lock().take();
-        if let Some(file) = file {
-            let _ = sys::unlock(&file.fd);
-        }
-        self.file.guard.release()?;
+        let _ = file.unlock(true);
+        file.holder.store(0, Ordering::Release);
+        file.guard.release()?;
         removed
+    }
+}
+
+impl LockFile {
+    /// Unlock the kernel lock of the current hold; `close`: also close the descriptor.
+    fn unlock(&self, close: bool) -> Result<(), LockError> {
+        let mut open = self.open.lock();
+        let unlocked = match open.as_ref() {
+            // Not ours to unlock: the parent's lock, taken before we were forked.
+            Some(file) if file.inherited() => {
+                *open = None;
+                return Ok(());
+            }
+            Some(file) => sys::unlock(&file.fd).map_err(|e| io_error(&self.path, "unlock", e)),
+            None => Ok(()),
+        };
+        if close {
+            *open = None;
+        }
+        unlocked
+    }
+}
+
+/// Take the kernel lock on the file `file` names, for the thread holding `file.guard`.
+fn lock_file(
+    file: &LockFile,
+    until: Until,
+    interrupted: &mut dyn FnMut() -> bool,
+) -> Result<bool, LockError> {
+    let path = &file.path;
+    loop {
+        let (fd, id) = {
+            let mut open = file.open.lock();
+            if open.as_ref().is_some_and(OpenFile::inherited) {
+                // Closing our copy leaves the parent's lock alone.
+                *open = None;
+            }
+            match &*open {
+                Some(file) => (Arc::clone(&file.fd), file.id),
+                None => {
+                    let file = open_creating_dirs(path)?;
+                    let fd_id = (Arc::clone(&file.fd), file.id);
+                    *open = Some(file);
+                    fd_id
+                }
+            }
+        };
+        let ofd = Ofd(&fd);
+        if !ofd.try_acquire().map_err(|e| with_path(e, path))? {
+            if !wait::acquire(&ofd, until, interrupted).map_err(|e| with_path(e, path))? {
+                return Ok(false);
+            }
+            file.contended.store(true, Ordering::Relaxed);
+        }
+        match sys::path_identity(path) {
+            Ok(Some(now)) if now == id => return Ok(true),
+            Ok(_) => {
+                // Removed or replaced while we waited: lock whatever the path names now.
+                let _ = sys::unlock(&fd);
+                *file.open.lock() = None;
+            }
+            Err(e) => {
+                let _ = sys::unlock(&fd);
+                return Err(io_error(path, "stat", e));
+            }
+        }
     }
 }
 
@@ -358,6 +419,24 @@ mod tests {
             }
         }
         assert!(!lock.locked());
+    }
+
+    #[test]
+    fn a_held_lock_survives_the_trimming_of_idle_entries() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("held");
+        assert!(FileLock::new(&path).acquire(Until::forever(), &mut || false).unwrap_or(false));
+        let others: Vec<FileLock> = (0..2 * IDLE_FILES_KEPT)
+            .map(|i| FileLock::new(&dir.path().join(i.to_string())))
+            .collect();
+        drop(others);
+        for i in 0..2 * IDLE_FILES_KEPT {
+            drop(FileLock::new(&dir.path().join(format!("idle-{i}"))));
+        }
+        let outsider = sys::open_lock_file(&path).expect("open");
+        assert!(!sys::try_lock(&outsider).unwrap_or(true), "the kernel lock was dropped");
+        assert!(FileLock::new(&path).release().is_ok());
+        assert!(sys::try_lock(&outsider).unwrap_or(false));
     }
 
     #[test]

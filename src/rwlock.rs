@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::wait::Until;
+use crate::wait::{self, Until};
 use crate::LockError;
 
 pub type OwnerId = u64;
@@ -118,23 +118,26 @@ impl RwLock {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.queue.push_back(Waiter { ticket, owner, access });
+        let mut step_end = wait::step_end(until.step);
         let outcome = loop {
             if state.admissible(ticket, access) {
                 state.grant(owner, access);
                 break Ok(true);
             }
-            let step_end = Instant::now() + until.step;
-            let until = deadline.map_or(step_end, |d| d.min(step_end));
-            let timed_out = self.changed.wait_until(&mut state, until).timed_out();
-            if timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 break Ok(false);
             }
-            if timed_out {
-                let stop = parking_lot::MutexGuard::unlocked(&mut state, &mut *interrupted);
-                if stop {
+            // Asked once per step however often the lock changes hands meanwhile: a busy
+            // lock must not keep a waiter from seeing Ctrl-C.
+            if now >= step_end {
+                if parking_lot::MutexGuard::unlocked(&mut state, &mut *interrupted) {
                     break Err(LockError::Interrupted);
                 }
+                step_end = wait::step_end(until.step);
+                continue;
             }
+            self.changed.wait_until(&mut state, deadline.map_or(step_end, |d| d.min(step_end)));
         };
         state.queue.retain(|w| w.ticket != ticket);
         drop(state);
@@ -245,5 +248,30 @@ mod tests {
             Err(LockError::Misuse(_))
         ));
         assert!(matches!(l.release(2, Access::Read), Err(LockError::NotHeld)));
+    }
+
+    #[test]
+    fn a_waiter_is_asked_to_stop_while_the_lock_keeps_changing() {
+        let l = std::sync::Arc::new(RwLock::new());
+        let no = &mut || false;
+        assert!(l.acquire(1, Access::Read, Until::forever(), no).unwrap_or(false));
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The reader re-enters and leaves every few ms: each release wakes the writer.
+        let churn = {
+            let (l, done) = (std::sync::Arc::clone(&l), std::sync::Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = l.acquire(1, Access::Read, Until::forever(), &mut || false);
+                    std::thread::sleep(Duration::from_millis(5));
+                    let _ = l.release(1, Access::Read);
+                }
+            })
+        };
+        let until = Until::after(Some(Duration::from_secs(5)));
+        let outcome =
+            l.acquire(2, Access::Write, until.with_step(Duration::from_millis(20)), &mut || true);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = churn.join();
+        assert!(matches!(outcome, Err(LockError::Interrupted)));
     }
 }

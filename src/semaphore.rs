@@ -2,11 +2,11 @@
 //! only when everyone who queued before it has been served or gave up.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::wait::WaitTicket;
+use crate::wait::{self, WaitTicket};
 use crate::{LockError, RawLock};
 
 pub struct Semaphore {
@@ -61,7 +61,7 @@ impl RawLock for Semaphore {
     }
 
     fn acquire_step(&self, step: Duration, ticket: &mut WaitTicket) -> Result<bool, LockError> {
-        let until = Instant::now() + step;
+        let until = wait::step_end(step);
         let mut state = self.state.lock();
         let mine = if self.fair {
             Some(*ticket.0.get_or_insert_with(|| {

@@ -129,6 +129,12 @@ fn wait_steps<L: RawLock + ?Sized>(
     }
 }
 
+/// When a step of `step` started now ends; a step past the clock's range is cut to the default.
+pub(crate) fn step_end(step: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(step).unwrap_or(now + DEFAULT_STEP)
+}
+
 /// `timeout` as a deadline from now; `None` waits forever (so does one past the clock's range).
 pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))

@@ -186,3 +186,40 @@ _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
     assert _run(scenario, str(tmp_path / "lk")).returncode == 0
+
+
+def test_a_lock_parent_threads_held_and_waited_for_at_fork_is_usable_in_the_child(
+    tmp_path: Path,
+) -> None:
+    """Giving the dead holder's in-process guard back would hand it to the dead waiter, which
+    the child did not get either: the lock would stay taken in the child for good."""
+    scenario = """
+import os, sys, threading, time, ferrolock
+path = sys.argv[1]
+made_before_fork = ferrolock.FileLock(path)
+holding = threading.Event()
+def holder():
+    lock = ferrolock.FileLock(path)
+    lock.acquire()
+    holding.set()
+    time.sleep(1)
+    lock.release()
+def waiter():
+    with ferrolock.FileLock(path):
+        pass
+threading.Thread(target=holder).start()
+holding.wait()
+threading.Thread(target=waiter).start()
+time.sleep(0.3)                              # the waiter is queued on the in-process guard
+pid = os.fork()
+if pid == 0:
+    got = made_before_fork.acquire(timeout=5)
+    free = got and made_before_fork.locked()
+    made_before_fork.release()
+    again = ferrolock.FileLock(path).acquire(timeout=5)
+    os._exit(0 if got and free and again else 1)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    for _ in range(3):
+        assert _run(scenario, str(tmp_path / "lk")).returncode == 0

@@ -76,3 +76,56 @@ def test_an_idle_semaphore_name_can_be_reused_with_another_size() -> None:
     held = ferrolock.Semaphore("resized", 4)
     with held, pytest.raises(ValueError):
         ferrolock.Semaphore("resized", 3)
+
+
+def test_a_wait_without_queued_signals_left_still_waits_its_timeout(tmp_path: Path) -> None:
+    """At RLIMIT_SIGPENDING no wake-up timer can be made; the wait polls instead of failing."""
+    path = str(tmp_path / "lk")
+    holder = _holder(path, 30)
+    code = (
+        "import ferrolock, resource, sys, time\n"
+        "resource.setrlimit(resource.RLIMIT_SIGPENDING, (0, 0))\n"
+        "started = time.monotonic()\n"
+        "got = ferrolock.FileLock(sys.argv[1]).acquire(timeout=0.3)\n"
+        "print(got, time.monotonic() - started >= 0.3)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, path], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["False", "True"]
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+
+
+def test_release_cannot_cut_into_an_acquire_that_waits_for_the_file(tmp_path: Path) -> None:
+    """A thread waiting for another process holds the in-process guard but not the lock: a
+    stray release must not hand that guard to a third thread, or two would get in at once."""
+    path = str(tmp_path / "lk")
+    holder = _holder(path, 1.0)
+    got = threading.Event()
+
+    def waiter() -> None:
+        lock = ferrolock.FileLock(path)
+        lock.acquire(timeout=20)
+        got.set()
+        lock.release()
+
+    t = threading.Thread(target=waiter)
+    try:
+        t.start()
+        time.sleep(0.2)  # the waiter is blocked in the kernel, holding the guard
+        with pytest.raises(ferrolock.LockUsageError):
+            ferrolock.FileLock(path).release()
+        assert not ferrolock.FileLock(path).acquire(blocking=False)
+        assert got.wait(20)
+    finally:
+        t.join(30)
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()

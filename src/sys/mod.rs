@@ -143,7 +143,9 @@ pub fn lock_wait(fd: &OwnedFd, step: Duration) -> io::Result<bool> {
     }
     #[cfg(target_os = "linux")]
     {
-        if let Some(timer) = wake_timer::WakeTimer::arm(step)? {
+        // Out of timers or of queued signals (RLIMIT_SIGPENDING) is no reason to fail a lock:
+        // the wait falls back to polling below, like a process whose signal is taken.
+        if let Ok(Some(timer)) = wake_timer::WakeTimer::arm(step) {
             let outcome = match set_lock(fd, SET_LOCK_WAIT, libc::F_WRLCK) {
                 Ok(()) => Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
@@ -153,7 +155,7 @@ pub fn lock_wait(fd: &OwnedFd, step: Duration) -> io::Result<bool> {
             return outcome;
         }
     }
-    // No wake-up signal could be had: try, then sleep a short while.
+    // No wake-up timer could be had: try, then sleep a short while.
     if try_lock(fd)? {
         return Ok(true);
     }
