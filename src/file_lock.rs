@@ -304,6 +304,10 @@ impl FileLock {
     /// As `acquire` and `release`; `Io` when unlinking failed.
     pub fn remove_if_unused(&self) -> Result<bool, LockError> {
         let file = self.file();
+        // Locking a missing file would create it (and its directory) only to delete it.
+        if sys::path_identity(&file.path).map_err(|e| io_error(&file.path, "stat", e))?.is_none() {
+            return Ok(true);
+        }
         if !self.acquire(Until::now(), &mut || false)? {
             return Ok(false);
         }

@@ -278,6 +278,80 @@ def test_lock_path_override_changes_take_effect(tmp_path):
     assert sorted(p.name for p in d2.iterdir()) == ["ov", "ov-sync"]
 
 
+@pytest.mark.parametrize("api", APIS)
+def test_lock_decorator_reads_lock_path_at_each_call(tmp_path, api):
+    """``@lock(..., external=True)`` applied before lock_path is configured (at import) works
+    once it is, and follows it when it changes, as oslo's contextlib decorator does."""
+    conf = api.CONF
+    d1, d2 = tmp_path / "d1", tmp_path / "d2"
+    conf.clear_override("lock_path", "oslo_concurrency")
+    assert conf.oslo_concurrency.lock_path is None
+    with child_env_cleared("OSLO_LOCK_PATH"):
+
+        @api.lock("deco", external=True)
+        def f():
+            return 7
+
+        try:
+            conf.set_override("lock_path", str(d1), "oslo_concurrency")
+            assert f() == 7
+            conf.set_override("lock_path", str(d2), "oslo_concurrency")
+            assert f() == 7
+        finally:
+            conf.clear_override("lock_path", "oslo_concurrency")
+    assert [p.name for p in d1.iterdir()] == ["deco"]
+    assert [p.name for p in d2.iterdir()] == ["deco"]
+
+
+@contextlib.contextmanager
+def child_env_cleared(name):
+    saved = os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[name] = saved
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_remove_external_lock_file_of_a_missing_lock_path_creates_nothing(tmp_path, api):
+    missing = tmp_path / "never-made"
+    api.remove_external_lock_file("ghost", lock_path=str(missing))
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_a_semaphores_subclass_with_its_own_get_is_used(api):
+    taken = []
+
+    class Counting(api.Semaphores):
+        def __init__(self):
+            self.sem = threading.Semaphore()
+
+        def get(self, name):
+            taken.append(name)
+            return self.sem
+
+    with api.lock("sub", semaphores=Counting()):
+        pass
+    with api.internal_lock("sub2", semaphores=Counting()):
+        pass
+    assert taken == ["sub", "sub2"]
+
+
+def test_releasing_an_unacquired_lock_object_is_refused(lock_dir):
+    """The try-lock pattern ``acquire(blocking=False)`` then ``release()`` in ``finally`` must
+    not end another hold of the same file."""
+    with ferro_lockutils.lock("busy-file", external=True, lock_path=str(lock_dir)):
+        other = ferro_lockutils.external_lock("busy-file", lock_path=str(lock_dir))
+        assert not other.acquire(blocking=False)
+        with pytest.raises(threading.ThreadError):  # fasteners' error
+            other.release()
+        with pytest.raises(ferrolock.LockUsageError):
+            ferrolock.FileLock(lock_dir / "busy-file").release()
+        assert oslo_busy("busy-file", lock_dir), "a stray release ended the hold"
+
+
 def test_nested_synchronized_different_names():
     trace = []
 

@@ -129,3 +129,38 @@ def test_release_cannot_cut_into_an_acquire_that_waits_for_the_file(tmp_path: Pa
         holder.wait()
         assert holder.stdout is not None
         holder.stdout.close()
+
+
+_EXIT_WITH_WAITERS = """
+import sys, threading, time, ferrolock
+from ferrolock import lockutils
+lock_dir = sys.argv[1]
+makers = [
+    lambda: lockutils.lock("x"),
+    lambda: lockutils.lock("y", fair=True),
+    lambda: lockutils.lock("z", external=True, lock_path=lock_dir),
+]
+held = [make() for make in makers]
+for lk in held:
+    lk.__enter__()
+def wait(make):
+    with make():
+        pass
+for make in makers:
+    for _ in range(2):
+        threading.Thread(target=wait, args=(make,), daemon=True).start()
+time.sleep(0.2)
+"""
+
+
+def test_the_interpreter_exits_cleanly_while_daemon_threads_wait(tmp_path: Path) -> None:
+    """Waiters check for signals between steps; once the interpreter is gone they must not try
+    to (which would panic in the extension) but keep waiting until the process ends."""
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_WITH_WAITERS, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -19,6 +19,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 __version__: str
 __all__ = [
+    "ExternalLock",
     "FairWriteLock",
     "FileLock",
     "InternalLock",
@@ -198,13 +199,39 @@ def internal_lock(
     """``InternalLock(name, False, blocking, timeout)`` at the cost of a function call."""
 
 def external_lock(
-    lock_path: Union[str, PathLike[str]],
     name: str,
     lock_file_prefix: Optional[str] = None,
+    lock_path: Optional[Union[str, PathLike[str]]] = None,
     blocking: bool = True,
     timeout: Optional[float] = None,
-) -> FileLock:
-    """oslo's ``lock(name, external=True)``: the in-process lock ``name``, then the file."""
+) -> ExternalLock:
+    """oslo's ``lock(name, external=True)``; ``lock_path=None`` reads the configuration."""
+
+@final
+class ExternalLock:
+    """oslo's ``lock(name, external=True)``: the in-process lock ``name``, then its lock file.
+    The file is settled at each acquire from the configuration then in force, so a decorator
+    applied before ``lock_path`` is configured works once it is."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> Optional[Path]:
+        """The file of the current hold (None when not held or process locking is disabled)."""
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """Raises LockPathError or RequiredOptError when no usable lock_path is configured."""
+    def release(self) -> None: ...
+    def locked(self) -> bool:
+        """The in-process lock of the name is held by a thread of this process."""
+    def __enter__(self) -> Self: ...
+    def __call__(self, func: _F) -> _F:
+        """Decorator: each call of ``func`` runs inside the lock."""
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
 
 def lock_file_path(
     lock_path: Union[str, PathLike[str]], name: str, lock_file_prefix: Optional[str] = None

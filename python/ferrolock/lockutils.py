@@ -197,7 +197,7 @@ def internal_lock(name: str, semaphores: Optional[Semaphores] = None, blocking: 
     blocking = bool(blocking)
     if semaphores is None:
         return _native.internal_lock(_lock_name(name), blocking)
-    if isinstance(semaphores, Semaphores):
+    if type(semaphores) in (Semaphores, _ProcessSemaphores):
         return semaphores._registry.get(_lock_name(name), blocking=blocking)
     return _held(semaphores.get(name), name, blocking, None)
 
@@ -227,6 +227,9 @@ class InterProcessLock:
         return os.path.exists(self.path)
 
     def release(self) -> None:
+        if not self.acquired:
+            # fasteners' error; the file may well be held, through another object
+            raise threading.ThreadError("Unable to release an unacquired lock")
         self._lock.release()
         self.acquired = False
 
@@ -365,8 +368,8 @@ def _python_lock(
         if not external:
             make = _native.fair_lock if fair else _native.internal_lock
             return make(name, blocking, timeout)
-        if not fair and not _process_locking_disabled():
-            return _external_lock(_lock_dir(lock_path), name, lock_file_prefix, blocking, timeout)
+        if not fair:
+            return _external_lock(name, lock_file_prefix, lock_path, blocking, timeout)
     return _layered_lock(
         name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
     )

@@ -2,6 +2,8 @@
 //! external one, with no DEBUG logging, are answered here natively; every other combination goes to the Python
 //! implementation in `ferrolock.lockutils`, registered with `set_lock_fallback`.
 
+use std::path::PathBuf;
+
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -25,6 +27,12 @@ struct Fallback {
 }
 
 static FALLBACK: PyOnceLock<Fallback> = PyOnceLock::new();
+
+fn fallback(py: Python<'_>) -> PyResult<&Fallback> {
+    FALLBACK
+        .get(py)
+        .ok_or_else(|| PyRuntimeError::new_err("ferrolock.lockutils is not initialised"))
+}
 
 /// Register the Python `lock` for the cases not answered natively, and the logger whose DEBUG
 /// level decides whether the oslo log lines are due.
@@ -97,9 +105,7 @@ pub fn lock<'py>(
     blocking: Flag,
     timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let Some(fallback) = FALLBACK.get(py) else {
-        return Err(PyRuntimeError::new_err("ferrolock.lockutils is not initialised"));
-    };
+    let fallback = fallback(py)?;
     let (external, fair, blocking) = (external.or(false), fair.or(false), blocking.or(true));
     let quiet = || -> PyResult<bool> { Ok(!(do_log.or(true) && debug_enabled(py, fallback)?)) };
     if let (None, Ok(name)) = (semaphores, name.cast::<PyString>()) {
@@ -114,18 +120,15 @@ pub fn lock<'py>(
         let prefix = lock_file_prefix.map(|p| p.cast::<PyString>()).transpose();
         if let (true, false, Ok(prefix)) = (external, fair, prefix) {
             if quiet()? {
-                let dir = fallback.lock_dir.bind(py).call1((lock_path,))?;
-                if !dir.is_none() {
-                    let prefix = prefix.map(|p| p.to_cow()).transpose()?;
-                    let made = external_lock(
-                        dir.extract()?,
-                        &name.to_cow()?,
-                        prefix.as_deref(),
-                        blocking,
-                        timeout,
-                    )?;
-                    return Ok(Bound::new(py, made)?.into_any());
-                }
+                let prefix = prefix.map(|p| p.to_cow()).transpose()?;
+                let made = external_lock(
+                    &name.to_cow()?,
+                    prefix.as_deref(),
+                    lock_path.map(|p| p.clone().unbind()),
+                    blocking,
+                    timeout,
+                )?;
+                return Ok(Bound::new(py, made)?.into_any());
             }
         }
     }
@@ -145,6 +148,15 @@ pub fn lock<'py>(
         blocking,
         timeout,
     ))
+}
+
+/// The directory external locks use now, for `lock_path` as given to `lock()` (`None`: the
+/// configured one), or `None` while process locking is disabled.
+pub fn external_lock_dir(
+    py: Python<'_>,
+    lock_path: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<PathBuf>> {
+    fallback(py)?.lock_dir.bind(py).call1((lock_path,))?.extract()
 }
 
 const DEBUG: u8 = 10;

@@ -1,10 +1,12 @@
 //! Inter-process file locks for Python.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use super::entry::external_lock_dir;
 use super::errors::to_pyerr;
 use super::internal::plain_locks;
 use super::waiting::{acquire, with_lock_protocol, Policy, WithLock};
@@ -12,7 +14,7 @@ use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
 use crate::wait::{self, Until};
-use crate::{lock_path, RawLock};
+use crate::{lock_path, LockError, RawLock};
 
 /// oslo's lock file path for `name`, validated.
 #[pyfunction]
@@ -25,24 +27,23 @@ pub fn lock_file_path(
     lock_path::lock_file_path(&lock_path, name, lock_file_prefix).map_err(|e| to_pyerr(e, None))
 }
 
-/// Lock `name` as oslo's `lock(name, external=True)` takes it: the in-process lock of that name
-/// (so internal and external users of one name exclude each other, as in oslo), then the file.
+/// oslo's `lock(name, external=True)` (lock_path: None reads the configuration).
 #[pyfunction]
-#[pyo3(signature = (lock_path, name, lock_file_prefix=None, blocking=true, timeout=None))]
+#[pyo3(signature = (name, lock_file_prefix=None, lock_path=None, blocking=true, timeout=None))]
 pub fn external_lock(
-    lock_path: PathBuf,
     name: &str,
     lock_file_prefix: Option<&str>,
+    lock_path: Option<Py<PyAny>>,
     blocking: bool,
     timeout: Option<f64>,
-) -> PyResult<FileLock> {
-    let path = lock_file_path(lock_path, name, lock_file_prefix)?;
-    let internal = plain_locks().get(name, || Ok::<_, PyErr>(Mutex::new()))?;
-    Ok(FileLock {
-        core: CoreFileLock::new(&path),
-        internal: Some(internal),
+) -> PyResult<ExternalLock> {
+    Ok(ExternalLock {
+        internal: plain_locks().get(name, || Ok::<_, PyErr>(Mutex::new()))?,
         name: name.to_owned(),
+        prefix: lock_file_prefix.map(str::to_owned),
+        lock_path,
         policy: Policy::new(blocking, timeout)?,
+        hold: parking_lot::Mutex::new(None),
     })
 }
 
@@ -64,47 +65,27 @@ pub fn cached_lock_files() -> usize {
 #[pyclass(frozen, module = "ferrolock._native")]
 pub struct FileLock {
     core: CoreFileLock,
-    internal: Option<Handle<Mutex>>,
     name: String,
     policy: Policy,
+    /// Taken through this object: another object's hold of the same file is not ours to end
+    /// (fasteners refuses such a release too).
+    held: AtomicBool,
 }
 
 impl WithLock for FileLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        let core = &self.core;
-        let internal: Option<&Mutex> = self.internal.as_deref();
-        acquire(
-            py,
-            policy,
-            || {
-                if let Some(int) = internal {
-                    if !int.try_acquire()? {
-                        return Ok(false);
-                    }
-                }
-                let got = core.acquire(Until::now(), &mut || false);
-                release_unless_taken(internal, &got);
-                got
-            },
-            move |until, interrupted| {
-                if let Some(int) = internal {
-                    if !wait::acquire(int, until, interrupted)? {
-                        return Ok(false);
-                    }
-                }
-                let got = core.acquire(until, interrupted);
-                release_unless_taken(internal, &got);
-                got
-            },
-        )
+        let got = take_both(py, policy, None, Some(&self.core))?;
+        if got {
+            self.held.store(true, Ordering::Release);
+        }
+        Ok(got)
     }
 
     fn give_back(&self) -> PyResult<()> {
-        let file = self.core.release();
-        if let Some(int) = &self.internal {
-            int.release().map_err(|e| to_pyerr(e, None))?;
+        if !self.held.swap(false, Ordering::AcqRel) {
+            return Err(to_pyerr(LockError::NotHeld, None));
         }
-        file.map_err(|e| to_pyerr(e, None))
+        self.core.release().map_err(|e| to_pyerr(e, None))
     }
 
     fn lock_name(&self) -> &str {
@@ -116,14 +97,121 @@ impl WithLock for FileLock {
     }
 }
 
-fn release_unless_taken(internal: Option<&Mutex>, got: &Result<bool, crate::LockError>) {
-    if let (Some(int), false) = (internal, matches!(got, Ok(true))) {
-        // Taken by this call a moment ago, so giving it back cannot fail.
-        let _ = int.release();
+/// oslo's `lock(name, external=True)`: the in-process lock `name` (so internal and external
+/// users of one name exclude each other, as in oslo), then the lock file. Which file is settled
+/// at each acquire from the configuration then in force, as oslo does: a lock made before
+/// `lock_path` is configured (`@lock(..., external=True)` applied at import) works once it is,
+/// and follows the configuration when it changes.
+#[pyclass(frozen, module = "ferrolock._native")]
+pub struct ExternalLock {
+    internal: Handle<Mutex>,
+    name: String,
+    prefix: Option<String>,
+    /// As given (`None`: from the configuration at each acquire).
+    lock_path: Option<Py<PyAny>>,
+    policy: Policy,
+    /// The file of the current hold; `Some(None)` while process locking is disabled. Holders
+    /// of one object follow each other through `internal`, so one slot is enough.
+    hold: parking_lot::Mutex<Option<Option<CoreFileLock>>>,
+}
+
+impl WithLock for ExternalLock {
+    fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        let file = match external_lock_dir(py, self.lock_path.as_ref().map(|p| p.bind(py)))? {
+            Some(dir) => {
+                let path = lock_path::lock_file_path(&dir, &self.name, self.prefix.as_deref())
+                    .map_err(|e| to_pyerr(e, None))?;
+                Some(CoreFileLock::new(&path))
+            }
+            None => None,
+        };
+        let got = take_both(py, policy, Some(&self.internal), file.as_ref())?;
+        if got {
+            *self.hold.lock() = Some(file);
+        }
+        Ok(got)
+    }
+
+    fn give_back(&self) -> PyResult<()> {
+        let Some(file) = self.hold.lock().take() else {
+            return Err(to_pyerr(LockError::NotHeld, None));
+        };
+        let unlocked = file.map_or(Ok(()), |f| f.release());
+        self.internal.release().map_err(|e| to_pyerr(e, None))?;
+        unlocked.map_err(|e| to_pyerr(e, None))
+    }
+
+    fn lock_name(&self) -> &str {
+        &self.name
+    }
+
+    fn with_policy(&self) -> Policy {
+        self.policy
     }
 }
 
+/// Take `internal` (when given) then `file` (when given); nothing is held unless both are.
+fn take_both(
+    py: Python<'_>,
+    policy: Policy,
+    internal: Option<&Mutex>,
+    file: Option<&CoreFileLock>,
+) -> PyResult<bool> {
+    let take_file = |until: Until, interrupted: &mut dyn FnMut() -> bool| {
+        let got = file.map_or(Ok(true), |f| f.acquire(until, interrupted));
+        if let (Some(int), false) = (internal, matches!(got, Ok(true))) {
+            // Taken by this call a moment ago, so giving it back cannot fail.
+            let _ = int.release();
+        }
+        got
+    };
+    acquire(
+        py,
+        policy,
+        || {
+            if let Some(int) = internal {
+                if !int.try_acquire()? {
+                    return Ok(false);
+                }
+            }
+            take_file(Until::now(), &mut || false)
+        },
+        move |until, interrupted| {
+            if let Some(int) = internal {
+                if !wait::acquire(int, until, interrupted)? {
+                    return Ok(false);
+                }
+            }
+            take_file(until, interrupted)
+        },
+    )
+}
+
 with_lock_protocol!(FileLock);
+with_lock_protocol!(ExternalLock);
+
+#[pymethods]
+impl ExternalLock {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file of the current hold (`None` when not held, or process locking is disabled).
+    #[getter]
+    fn path(&self) -> Option<PathBuf> {
+        self.hold.lock().as_ref()?.as_ref().map(|f| f.path().to_owned())
+    }
+
+    /// Held by a thread of this process (the in-process lock of the name).
+    fn locked(&self) -> bool {
+        self.internal.locked()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<ferrolock.ExternalLock name={:?} locked={}>", self.name, self.locked())
+    }
+}
 
 #[pymethods]
 impl FileLock {
@@ -136,9 +224,9 @@ impl FileLock {
         let name = path.to_string_lossy().into_owned();
         Ok(FileLock {
             core: CoreFileLock::new(&path),
-            internal: None,
             name,
             policy: Policy::new(blocking, timeout)?,
+            held: AtomicBool::new(false),
         })
     }
 

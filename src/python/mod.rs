@@ -20,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rwlock::FairWriteLock>()?;
     m.add_function(wrap_pyfunction!(rwlock::fair_lock, m)?)?;
     m.add_class::<file::FileLock>()?;
+    m.add_class::<file::ExternalLock>()?;
     m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
     m.add_function(wrap_pyfunction!(entry::lock, m)?)?;
     m.add_function(wrap_pyfunction!(entry::set_lock_fallback, m)?)?;

@@ -146,13 +146,16 @@ where
     let mut pending: Option<PyErr> = None;
     let outcome = py.detach(|| {
         let mut interrupted = || {
-            Python::attach(|py| match py.check_signals() {
+            // A daemon thread still waiting while the interpreter shuts down has no Python to
+            // ask: it keeps waiting, as a thread blocked in `threading.Lock` would.
+            Python::try_attach(|py| match py.check_signals() {
                 Ok(()) => false,
                 Err(e) => {
                     pending = Some(e);
                     true
                 }
             })
+            .unwrap_or(false)
         };
         wait(until, &mut interrupted)
     });
