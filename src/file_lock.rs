@@ -371,7 +371,7 @@ fn lock_file(
         };
         let ofd = Ofd(&fd);
         if !ofd.try_acquire().map_err(|e| with_path(e, path))? {
-            if !wait::acquire(&ofd, until, interrupted).map_err(|e| with_path(e, path))? {
+            if !wait::wait_for(&ofd, until, interrupted).map_err(|e| with_path(e, path))? {
                 return Ok(false);
             }
             file.contended.store(true, Ordering::Relaxed);
