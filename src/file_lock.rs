@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,10 +42,9 @@ struct LockFile {
     contended: AtomicBool,
     /// Straight re-takes (no wait) since this process last made way.
     retakes: AtomicU32,
-    /// `pthread_self()` of the thread holding the lock (0: none, or still waiting for the file),
-    /// so that a forked child can tell a hold of its own (a `with` spanning the fork) from one
-    /// of a thread it did not get, and `release` cannot cut into an acquire in progress.
-    holder: AtomicU64,
+    /// Held: the file is locked too, not only `guard` (which a thread still waiting for the
+    /// file holds), so that `release` cannot cut into an acquire in progress.
+    held: AtomicBool,
     /// `sys::fork_generation()` when made. A forked child starts a new cache: `guard` may be
     /// held or waited for by parent threads the child did not get, so these entries are dead
     /// there, and a `FileLock` made before the fork finds its path's entry in the new cache.
@@ -60,7 +59,7 @@ impl LockFile {
             open: StateMutex::new(None),
             contended: AtomicBool::new(false),
             retakes: AtomicU32::new(0),
-            holder: AtomicU64::new(0),
+            held: AtomicBool::new(false),
             generation: sys::fork_generation(),
         }
     }
@@ -125,42 +124,31 @@ pub fn cached_files() -> usize {
     cache().lock().len()
 }
 
-/// In a forked child (only the forking thread exists): start a new cache. The parent's entries
-/// are left untouched, since their guards and the cache's own lock may be held or queued on by
-/// threads that did not survive the fork (unlocking those would hand them to a dead thread);
-/// their descriptors, which keep the parent's open files and so its locks alive, are closed.
-/// A hold of the forking thread itself (a `with` spanning the fork) stays held in the child, on
-/// no descriptor, so that the block's release works there and unlocks nothing of the parent's.
+/// In a forked child (only the forking thread exists): start a new, empty cache. The parent's
+/// entries are left as they are, since their guards (and the cache's own lock) may be held or
+/// queued on by threads that did not survive the fork; only holds and waits that spanned the
+/// fork still use them, and a release of such a hold unlocks nothing of the parent's. Their
+/// descriptors, which keep the parent's open files and so its locks alive, are retired.
 ///
 /// # Safety
 /// Call only in a forked child before it starts threads that use file locks, from the thread
 /// that forked (Python's `os.register_at_fork(after_in_child=...)` does both).
 pub unsafe fn forget_inherited() {
-    let me = sys::current_thread();
-    let mut kept = HashMap::new();
     let files = cache();
-    // A thread that did not survive the fork may have been changing the map or an entry: then
-    // that is not read (its descriptors stay open here, a hold spanning the fork is not kept).
+    // A thread that did not survive the fork may have been changing the map or an entry: that
+    // is not read, and its descriptors stay open here.
     // SAFETY: single-threaded child; unlocked data is only read, and the locks are never taken.
     let inherited = if files.is_locked() { None } else { Some(unsafe { &*files.data_ptr() }) };
-    for (path, file) in inherited.into_iter().flatten() {
+    for file in inherited.into_iter().flat_map(HashMap::values) {
         // SAFETY: as above.
         let open = if file.open.is_locked() { &None } else { unsafe { &*file.open.data_ptr() } };
         if let Some(open) = open {
-            // The old entries are never dropped (their cache is leaked), so the descriptor is
-            // closed here once and never again.
-            // SAFETY: the descriptor is open and nothing uses it after this point.
-            unsafe { libc::close(open.fd.as_raw_fd()) };
-        }
-        if file.holder.load(Ordering::Acquire) == me {
-            let held = LockFile::new(path);
-            // A fresh guard: taking it cannot fail.
-            let _ = held.guard.try_acquire();
-            held.holder.store(me, Ordering::Release);
-            kept.insert(path.clone(), Arc::new(held));
+            // Retired rather than closed: the number stays owned by `open.fd`, which a wait
+            // that spanned the fork may still use, and which closes it when dropped.
+            let _ = sys::retire_descriptor(open.fd.as_raw_fd());
         }
     }
-    CACHE.store(Box::into_raw(Box::new(StateMutex::new(kept))), Ordering::Release);
+    CACHE.store(Box::into_raw(Box::default()), Ordering::Release);
 }
 
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
@@ -264,7 +252,7 @@ impl FileLock {
         }
         let outcome = lock_file(&file, until, interrupted);
         if matches!(outcome, Ok(true)) {
-            file.holder.store(sys::current_thread(), Ordering::Release);
+            file.held.store(true, Ordering::Release);
         } else {
             // The guard was ours a moment ago; giving it back cannot fail.
             let _ = file.guard.release();
@@ -275,8 +263,15 @@ impl FileLock {
     /// # Errors
     /// `NotHeld` when no thread of this process holds it; `Io` when the kernel refused.
     pub fn release(&self) -> Result<(), LockError> {
-        let file = self.file();
-        if file.holder.swap(0, Ordering::AcqRel) == 0 {
+        let current = self.file();
+        // A hold taken through this object before a fork lives on the entry it had then.
+        let file: &LockFile =
+            if !current.held.load(Ordering::Acquire) && self.file.held.load(Ordering::Acquire) {
+                &self.file
+            } else {
+                &current
+            };
+        if !file.held.swap(false, Ordering::AcqRel) {
             return Err(LockError::NotHeld);
         }
         let unlocked = file.unlock(false);
@@ -319,7 +314,7 @@ impl FileLock {
         // Our descriptor names the deleted inode now: close it while still holding the lock,
         // so the next acquire opens the new file.
         let _ = file.unlock(true);
-        file.holder.store(0, Ordering::Release);
+        file.held.store(false, Ordering::Release);
         file.guard.release()?;
         removed
     }
@@ -353,28 +348,39 @@ fn lock_file(
 ) -> Result<bool, LockError> {
     let path = &file.path;
     loop {
-        let (fd, id) = {
+        let (fd, id, generation) = {
             let mut open = file.open.lock();
             if open.as_ref().is_some_and(OpenFile::inherited) {
                 // Closing our copy leaves the parent's lock alone.
                 *open = None;
             }
-            match &*open {
-                Some(file) => (Arc::clone(&file.fd), file.id),
-                None => {
-                    let file = open_creating_dirs(path)?;
-                    let fd_id = (Arc::clone(&file.fd), file.id);
-                    *open = Some(file);
-                    fd_id
-                }
-            }
+            let file = match &mut *open {
+                Some(file) => file,
+                None => open.insert(open_creating_dirs(path)?),
+            };
+            (Arc::clone(&file.fd), file.id, file.generation)
         };
         let ofd = Ofd(&fd);
-        if !ofd.try_acquire().map_err(|e| with_path(e, path))? {
-            if !wait::wait_for(&ofd, until, interrupted).map_err(|e| with_path(e, path))? {
-                return Ok(false);
+        let locked = match ofd.try_acquire() {
+            Ok(false) => {
+                let got = wait::wait_for(&ofd, until, interrupted);
+                if matches!(got, Ok(true)) {
+                    file.contended.store(true, Ordering::Relaxed);
+                }
+                got
             }
-            file.contended.store(true, Ordering::Relaxed);
+            tried => tried,
+        };
+        if generation != sys::fork_generation() && !matches!(locked, Err(LockError::Interrupted)) {
+            // Forked while waiting (a greenthread's wait): that descriptor was the parent's,
+            // retired in this child. Start again on one of our own.
+            if matches!(locked, Ok(true)) {
+                let _ = sys::unlock(&fd);
+            }
+            continue;
+        }
+        if !locked.map_err(|e| with_path(e, path))? {
+            return Ok(false);
         }
         match sys::path_identity(path) {
             Ok(Some(now)) if now == id => return Ok(true),

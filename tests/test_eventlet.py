@@ -49,3 +49,84 @@ def test_two_greenthreads_contend(mode, tmp_path):
     assert state["peak"] == 1, f"two greenthreads were inside at once: {state}"
     # the hub kept running while greenthreads waited for the lock
     assert state["ticks"] >= 5, state
+
+
+def _run_green(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+_FORK_WHILE_A_GREENTHREAD_HOLDS = """
+import eventlet; eventlet.monkey_patch()
+import os, sys, time
+from ferrolock import lockutils
+lock_dir = sys.argv[1]
+held = eventlet.event.Event()
+def holder():
+    lk = lockutils.external_lock("gl", lock_path=lock_dir)
+    lk.acquire()
+    held.send()
+    eventlet.sleep(1.0)
+    lk.release()
+eventlet.spawn(holder)
+held.wait()
+pid = os.fork()
+if pid == 0:
+    eventlet.hubs.use_hub()  # what oslo.service's ProcessLauncher does in each worker
+    got = lockutils.external_lock("gl", lock_path=lock_dir).acquire(timeout=10)
+    os._exit(0 if got else 1)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_worker_forked_while_a_greenthread_holds_gets_the_lock_once_free(tmp_path) -> None:
+    """All greenthreads share one OS thread, so a hold of another greenthread looks like the
+    forking thread's own: none may be carried into the child, whose hub starts afresh."""
+    done = _run_green(_FORK_WHILE_A_GREENTHREAD_HOLDS, str(tmp_path))
+    assert done.returncode == 0, done.stderr
+
+
+_FORK_WHILE_A_GREENTHREAD_WAITS = """
+import eventlet; eventlet.monkey_patch()
+import os, subprocess, sys, time
+import ferrolock
+lock_dir = sys.argv[1]
+a, b = os.path.join(lock_dir, "a"), os.path.join(lock_dir, "b")
+other = subprocess.Popen(
+    [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a');"
+     "fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2)", a],
+    stdout=subprocess.PIPE, text=True,
+)
+assert other.stdout.readline().strip() == "held"
+started = time.monotonic()
+result = {}
+def waiter():
+    lock = ferrolock.FileLock(a)
+    result["got"] = lock.acquire(timeout=20)
+    result["waited"] = time.monotonic() - started
+    if result["got"]:
+        lock.release()
+w = eventlet.spawn(waiter)
+eventlet.sleep(0.3)  # the waiter is in its cooperative wait on a's descriptor
+pid = os.fork()
+if pid == 0:
+    ferrolock.FileLock(b).acquire()  # may take the number a's descriptor had in the parent
+    w.wait()
+    # the other process held a for 2 s: getting it sooner means it locked something else
+    os._exit(0 if result["got"] and result["waited"] >= 1.9 else 1)
+w.wait()
+_, status = os.waitpid(pid, 0)
+other.wait()
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_greenthread_waiting_across_a_fork_waits_for_the_real_holder(tmp_path) -> None:
+    done = _run_green(_FORK_WHILE_A_GREENTHREAD_WAITS, str(tmp_path))
+    assert done.returncode == 0, done.stderr

@@ -223,3 +223,40 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
     for _ in range(3):
         assert _run(scenario, str(tmp_path / "lk")).returncode == 0
+
+
+_HOLD_ACROSS_FORK_WITH_A_WAITER = """
+import os, sys, threading, time
+from ferrolock import lockutils
+external, lock_dir = sys.argv[1] == "external", sys.argv[2]
+held = lockutils.lock("n", external=external, lock_path=lock_dir)
+held.__enter__()
+def waiter():
+    with lockutils.lock("n", external=external, lock_path=lock_dir):
+        pass
+threading.Thread(target=waiter, daemon=True).start()
+time.sleep(0.3)  # the waiter is parked on the in-process lock
+pid = os.fork()
+if pid == 0:
+    held.__exit__(None, None, None)  # the with block ends in the child too
+    time.sleep(1)  # the parent and its waiter are done by now
+    try:
+        with lockutils.lock("n", external=external, lock_path=lock_dir, blocking=False):
+            os._exit(0)
+    except lockutils.AcquireLockFailedException:
+        os._exit(1)
+held.__exit__(None, None, None)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("kind", ["internal", "external"])
+def test_a_hold_spanning_the_fork_is_released_in_the_child_despite_a_parked_waiter(
+    tmp_path: Path, kind: str
+) -> None:
+    """The waiter parked in the parent is not in the child; the child's release must free
+    the lock, not hand it to that waiter (as oslo's semaphore does)."""
+    for _ in range(3):
+        done = _run(_HOLD_ACROSS_FORK_WITH_A_WAITER, kind, str(tmp_path))
+        assert done.returncode == 0, done.stderr

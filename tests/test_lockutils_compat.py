@@ -352,6 +352,18 @@ def test_releasing_an_unacquired_lock_object_is_refused(lock_dir):
         assert oslo_busy("busy-file", lock_dir), "a stray release ended the hold"
 
 
+def test_a_failed_try_on_a_shared_interprocess_lock_object_keeps_its_hold(lock_dir):
+    shared = ferro_lockutils.external_lock("shared-obj", lock_path=str(lock_dir))
+    assert shared.acquire()
+    tried: list[bool] = []
+    t = threading.Thread(target=lambda: tried.append(shared.acquire(timeout=0.1)))
+    t.start()
+    t.join(10)
+    assert tried == [False]
+    shared.release()  # the holder's release still works, and frees the file
+    assert not oslo_busy("shared-obj", lock_dir)
+
+
 def test_nested_synchronized_different_names():
     trace = []
 

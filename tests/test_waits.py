@@ -164,3 +164,35 @@ def test_the_interpreter_exits_cleanly_while_daemon_threads_wait(tmp_path: Path)
             timeout=30,
         )
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+_EXIT_RIGHT_AFTER_RELEASE = """
+import sys, threading, time
+from ferrolock import lockutils
+kind, lock_dir = sys.argv[1], sys.argv[2]
+kw = {"int": {}, "fair": {"fair": True}, "ext": {"external": True, "lock_path": lock_dir}}[kind]
+held = lockutils.lock("n", **kw)
+held.__enter__()
+def wait():
+    with lockutils.lock("n", **kw):
+        time.sleep(0.5)
+threading.Thread(target=wait, daemon=True).start()
+time.sleep(0.3)
+held.__exit__(None, None, None)
+"""
+
+
+@pytest.mark.parametrize("kind", ["int", "fair", "ext"])
+def test_a_daemon_waiter_woken_as_the_interpreter_exits_does_not_abort_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """The waiter gets the lock just as the main thread exits: it must not take the GIL back
+    during finalization, where CPython would end it by unwinding through the extension."""
+    for _ in range(5):
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_RIGHT_AFTER_RELEASE, kind, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)

@@ -13,6 +13,7 @@ when eventlet has monkey-patched threading.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Optional
 
@@ -34,6 +35,9 @@ __version__: str = _native.__version__
 # Services take locks at start-up, then fork their workers: a child must not share the
 # parent's lock-file descriptors (it would share the parent's locks).
 os.register_at_fork(after_in_child=_native.after_fork_in_child)
+# Daemon threads still waiting for a lock when the interpreter exits must not take the GIL
+# back during finalization (CPython would end them by unwinding, which aborts the process).
+atexit.register(_native.quiesce_at_exit)
 
 
 def lock_file_path(

@@ -34,6 +34,7 @@ __all__ = [
     "internal_lock",
     "lock",
     "lock_file_path",
+    "quiesce_at_exit",
     "registry_size",
     "set_lock_fallback",
 ]
@@ -271,3 +272,7 @@ def after_fork_in_child() -> None:
 
 def cached_lock_files() -> int:
     """Lock files with an entry (and usually an open descriptor) in this process."""
+
+def quiesce_at_exit() -> None:
+    """At interpreter exit (registered with atexit): waits of other threads never take the GIL
+    back from now on, and those on their way back get it before finalization starts."""

@@ -219,8 +219,10 @@ class InterProcessLock:
         max_delay: float = 0.1,
         timeout: Optional[float] = None,
     ) -> bool:
-        self.acquired = self._lock.acquire(bool(blocking), timeout if blocking else None)
-        return self.acquired
+        got = self._lock.acquire(bool(blocking), timeout if blocking else None)
+        if got:  # a failed try (another thread's) must not forget this object's hold
+            self.acquired = True
+        return got
 
     def exists(self) -> bool:
         """Whether the lock file exists (fasteners' ``exists``)."""

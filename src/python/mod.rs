@@ -29,5 +29,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::external_lock, m)?)?;
     m.add_function(wrap_pyfunction!(file::cached_lock_files, m)?)?;
     m.add_function(wrap_pyfunction!(file::after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(waiting::quiesce_at_exit, m)?)?;
     Ok(())
 }

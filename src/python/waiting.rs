@@ -3,6 +3,7 @@
 //! bounded steps, or, when eventlet has monkey-patched threads, short tries that yield to other
 //! greenthreads (a native wait would block the one OS thread they all run on).
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyOverflowError, PyValueError};
@@ -146,20 +147,65 @@ where
     let mut pending: Option<PyErr> = None;
     let outcome = py.detach(|| {
         let mut interrupted = || {
-            // A daemon thread still waiting while the interpreter shuts down has no Python to
-            // ask: it keeps waiting, as a thread blocked in `threading.Lock` would.
-            Python::try_attach(|py| match py.check_signals() {
+            if !may_reattach() {
+                // No Python to ask any more: keep waiting, as in `threading.Lock`.
+                return false;
+            }
+            let stop = Python::try_attach(|py| match py.check_signals() {
                 Ok(()) => false,
                 Err(e) => {
                     pending = Some(e);
                     true
                 }
-            })
-            .unwrap_or(false)
+            });
+            REATTACHING.fetch_sub(1, Ordering::SeqCst);
+            stop.unwrap_or(false)
         };
-        wait(until, &mut interrupted)
+        let outcome = wait(until, &mut interrupted);
+        if !may_reattach() {
+            // The interpreter is going away and would end this daemon thread as it takes the
+            // GIL back, by unwinding it through our frames, which aborts the process. It
+            // sleeps until the process is gone instead, as it would blocked in Python.
+            loop {
+                std::thread::park();
+            }
+        }
+        outcome
     });
+    REATTACHING.fetch_sub(1, Ordering::SeqCst);
     outcome.map_err(|e| to_pyerr(e, pending))
+}
+
+/// Threads between the end of a detached wait (or step) and holding the GIL again.
+static REATTACHING: AtomicUsize = AtomicUsize::new(0);
+/// `pthread_self()` of the thread running the interpreter's exit (0: not exiting).
+static EXITING_THREAD: AtomicU64 = AtomicU64::new(0);
+
+/// Counts this thread in `REATTACHING` and returns true, unless the interpreter is exiting and
+/// this is another thread, which must then never take the GIL back.
+fn may_reattach() -> bool {
+    REATTACHING.fetch_add(1, Ordering::SeqCst);
+    let exiting = EXITING_THREAD.load(Ordering::SeqCst);
+    // SAFETY: pthread_self has no preconditions.
+    if exiting != 0 && exiting != unsafe { libc::pthread_self() } as u64 {
+        REATTACHING.fetch_sub(1, Ordering::SeqCst);
+        return false;
+    }
+    true
+}
+
+/// Run at interpreter exit (`atexit`), before finalization starts: from now on waits of other
+/// threads never take the GIL back, and the threads already on their way back get it now,
+/// while that is still safe. CPython ends a daemon thread that takes the GIL during
+/// finalization by unwinding it, which through an extension's frames aborts the process.
+#[pyfunction]
+pub fn quiesce_at_exit(py: Python<'_>) {
+    // SAFETY: pthread_self has no preconditions.
+    EXITING_THREAD.store(unsafe { libc::pthread_self() } as u64, Ordering::SeqCst);
+    let give_up = Instant::now() + Duration::from_secs(1);
+    while REATTACHING.load(Ordering::SeqCst) > 0 && Instant::now() < give_up {
+        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+    }
 }
 
 /// Under eventlet: every step is a non-blocking try (the lock keeps this waiter's place in

@@ -4,7 +4,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,12 +37,6 @@ pub fn fork_generation() -> u64 {
         unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
     });
     FORK_GENERATION.load(Ordering::Relaxed)
-}
-
-/// This thread's `pthread_self()`, the same in a forked child for the thread that forked.
-pub fn current_thread() -> u64 {
-    // SAFETY: pthread_self has no preconditions.
-    unsafe { libc::pthread_self() as u64 }
 }
 
 /// Which file a descriptor or path is, to notice a lock file replaced behind our back.
@@ -161,6 +155,31 @@ pub fn lock_wait(fd: &OwnedFd, step: Duration) -> io::Result<bool> {
     }
     std::thread::sleep(step.min(Duration::from_millis(2)));
     try_lock(fd)
+}
+
+/// Point descriptor `fd` at `/dev/null`: the open file it named (and any lock on it) is let go,
+/// while the number stays taken, so whoever owns `fd` can go on using and later close it
+/// without ever touching a file opened since under a reused number.
+pub fn retire_descriptor(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a valid NUL-terminated path.
+    let null =
+        unsafe { libc::open(b"/dev/null\0".as_ptr().cast(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if null < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `null` was just opened and is owned here.
+    let null = unsafe { OwnedFd::from_raw_fd(null) };
+    // SAFETY: both descriptors are open; dup2 atomically replaces what `fd` names, and only
+    // this thread exists in the child that calls this, so no exec can see it before FD_CLOEXEC.
+    let retired = unsafe {
+        libc::dup2(null.as_raw_fd(), fd) >= 0
+            && libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == 0
+    };
+    if retired {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 pub fn unlock(fd: &OwnedFd) -> io::Result<()> {
