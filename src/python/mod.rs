@@ -13,6 +13,9 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Start counting forks now, at import: registering the fork handler later, on the first
+    // file lock, could race a fork of another thread and leave the child's counter unusable.
+    crate::sys::fork_generation();
     m.add_class::<internal::InternalLock>()?;
     m.add_class::<internal::Semaphore>()?;
     m.add_class::<internal::LockRegistry>()?;
