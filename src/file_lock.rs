@@ -154,6 +154,9 @@ pub unsafe fn forget_inherited() {
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
 pub struct FileLock {
     file: Arc<LockFile>,
+    /// The entry of the last hold taken through this lock on another entry than `file` (made
+    /// before a fork, used after): that hold's release must find it, even after another fork.
+    rebound: StateMutex<Option<Arc<LockFile>>>,
 }
 
 struct Ofd<'a>(&'a OwnedFd);
@@ -215,7 +218,7 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
 
 impl FileLock {
     pub fn new(path: &Path) -> FileLock {
-        FileLock { file: entry_for(path) }
+        FileLock { file: entry_for(path), rebound: StateMutex::new(None) }
     }
 
     /// This process's entry: made before a fork, this lock uses the child's entry for its path.
@@ -253,6 +256,9 @@ impl FileLock {
         let outcome = lock_file(&file, until, interrupted);
         if matches!(outcome, Ok(true)) {
             file.held.store(true, Ordering::Release);
+            if let Cow::Owned(entry) = &file {
+                *self.rebound.lock() = Some(Arc::clone(entry));
+            }
         } else {
             // The guard was ours a moment ago; giving it back cannot fail.
             let _ = file.guard.release();
@@ -264,13 +270,17 @@ impl FileLock {
     /// `NotHeld` when no thread of this process holds it; `Io` when the kernel refused.
     pub fn release(&self) -> Result<(), LockError> {
         let current = self.file();
-        // A hold taken through this object before a fork lives on the entry it had then.
-        let file: &LockFile =
-            if !current.held.load(Ordering::Acquire) && self.file.held.load(Ordering::Acquire) {
-                &self.file
-            } else {
-                &current
-            };
+        let rebound;
+        // A hold taken through this lock before a fork lives on the entry it was taken on.
+        let file: &LockFile = if current.held.load(Ordering::Acquire) {
+            &current
+        } else {
+            rebound = self.rebound.lock().clone();
+            match rebound.as_deref().filter(|f| f.held.load(Ordering::Acquire)) {
+                Some(entry) => entry,
+                None => &self.file,
+            }
+        };
         if !file.held.swap(false, Ordering::AcqRel) {
             return Err(LockError::NotHeld);
         }
@@ -373,10 +383,8 @@ fn lock_file(
         };
         if generation != sys::fork_generation() && !matches!(locked, Err(LockError::Interrupted)) {
             // Forked while waiting (a greenthread's wait): that descriptor was the parent's,
-            // retired in this child. Start again on one of our own.
-            if matches!(locked, Ok(true)) {
-                let _ = sys::unlock(&fd);
-            }
+            // retired in this child. Start again on one of our own. No unlock: unretired (the
+            // fork caught the cache mid-change), it would still be the parent's lock.
             continue;
         }
         if !locked.map_err(|e| with_path(e, path))? {

@@ -2,25 +2,27 @@
 //! `threading.Semaphore(1)`, which oslo uses). Not fair: the FIFO variant is
 //! `Semaphore::new(1, true)`.
 //!
-//! Built on parking_lot's parking lot rather than on its `RawMutex`, whose unlock may hand the
-//! lock straight to the first parked waiter. In a forked child that waiter can be a thread that
-//! did not survive the fork, and a lock handed to it stays taken for good; here an unlock only
-//! frees the lock and wakes a waiter, which then competes for it like anyone else.
+//! A lock word and the kernel's futex wait queue, as glibc's mutex does it: no queue of
+//! waiters lives in our memory, so in a forked child, where the parent's other threads are
+//! gone, nothing refers to them. (A user-space queue, as in parking_lot, would still list
+//! those threads and could hand the lock to one of them, or follow memory that glibc hands to
+//! the child's new threads.) An unlock only frees the lock and wakes one waiter, which then
+//! competes for it like anyone else.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot_core::{ParkResult, DEFAULT_PARK_TOKEN, DEFAULT_UNPARK_TOKEN};
-
+use crate::sys;
 use crate::wait::{self, WaitTicket};
 use crate::{LockError, RawLock};
 
-const LOCKED: u8 = 1;
-/// Some thread is (or is about to be) parked waiting for the lock.
-const PARKED: u8 = 2;
+const UNLOCKED: u32 = 0;
+const LOCKED: u32 = 1;
+/// Locked, and some thread may be waiting: its unlock must wake one.
+const CONTENDED: u32 = 2;
 
 pub struct Mutex {
-    state: AtomicU8,
+    state: AtomicU32,
     /// Set by the holder; lets `release` refuse an unheld lock instead of corrupting `state`.
     held: AtomicBool,
 }
@@ -33,92 +35,38 @@ impl Default for Mutex {
 
 impl Mutex {
     pub const fn new() -> Self {
-        Mutex { state: AtomicU8::new(0), held: AtomicBool::new(false) }
+        Mutex { state: AtomicU32::new(UNLOCKED), held: AtomicBool::new(false) }
     }
 
     pub fn locked(&self) -> bool {
         self.held.load(Ordering::Acquire)
     }
 
-    fn key(&self) -> usize {
-        &self.state as *const AtomicU8 as usize
-    }
-
     fn try_lock(&self) -> bool {
-        let mut state = self.state.load(Ordering::Relaxed);
-        while state & LOCKED == 0 {
-            match self.state.compare_exchange_weak(
-                state,
-                state | LOCKED,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => state = now,
-            }
-        }
-        false
+        self.state.compare_exchange(UNLOCKED, LOCKED, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     fn lock_until(&self, deadline: Instant) -> bool {
+        if self.try_lock() {
+            return true;
+        }
         loop {
-            if self.try_lock() {
+            // Taking it as CONTENDED is pessimistic but safe: the next unlock wakes one waiter
+            // more than needed at worst.
+            if self.state.swap(CONTENDED, Ordering::Acquire) == UNLOCKED {
                 return true;
             }
-            let state = self.state.load(Ordering::Relaxed);
-            if state & LOCKED == 0 {
-                continue;
+            if Instant::now() >= deadline {
+                return false;
             }
-            if state & PARKED == 0
-                && self
-                    .state
-                    .compare_exchange_weak(
-                        state,
-                        state | PARKED,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    )
-                    .is_err()
-            {
-                continue;
-            }
-            let validate = || self.state.load(Ordering::Relaxed) == LOCKED | PARKED;
-            let timed_out = |_, was_last: bool| {
-                if was_last {
-                    self.state.fetch_and(!PARKED, Ordering::Relaxed);
-                }
-            };
-            // SAFETY: the key is this lock's address, used only by this lock's own park and
-            // unpark calls; the callbacks neither panic nor call into the parking lot.
-            let parked = unsafe {
-                parking_lot_core::park(
-                    self.key(),
-                    validate,
-                    || {},
-                    timed_out,
-                    DEFAULT_PARK_TOKEN,
-                    Some(deadline),
-                )
-            };
-            if matches!(parked, ParkResult::TimedOut) {
-                return self.try_lock();
-            }
+            sys::wait_while_equal(&self.state, CONTENDED, deadline);
         }
     }
 
     fn unlock(&self) {
-        if self.state.compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed).is_ok() {
-            return;
+        if self.state.swap(UNLOCKED, Ordering::Release) == CONTENDED {
+            sys::wake_one(&self.state);
         }
-        // Waiters are parked. The state is changed under the queue's lock, where no waiter can
-        // park or give up meanwhile; the woken one takes its chances with the rest.
-        let free = |woken: parking_lot_core::UnparkResult| {
-            let state = if woken.have_more_threads { PARKED } else { 0 };
-            self.state.store(state, Ordering::Release);
-            DEFAULT_UNPARK_TOKEN
-        };
-        // SAFETY: as in `lock_until`.
-        unsafe { parking_lot_core::unpark_one(self.key(), free) };
     }
 
     fn mark_held(&self, got: bool) -> bool {

@@ -260,3 +260,27 @@ def test_a_hold_spanning_the_fork_is_released_in_the_child_despite_a_parked_wait
     for _ in range(3):
         done = _run(_HOLD_ACROSS_FORK_WITH_A_WAITER, kind, str(tmp_path))
         assert done.returncode == 0, done.stderr
+
+
+_HOLD_ACROSS_A_SECOND_FORK = """
+import os, sys
+import ferrolock
+lock = ferrolock.FileLock(sys.argv[1])  # made in the parent
+pid = os.fork()
+if pid == 0:
+    lock.acquire()  # taken in the child
+    grandchild = os.fork()
+    if grandchild == 0:
+        lock.release()  # a with block spanning the second fork ends in the grandchild
+        os._exit(0)
+    _, status = os.waitpid(grandchild, 0)
+    lock.release()
+    os._exit(os.waitstatus_to_exitcode(status))
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_hold_spanning_a_second_fork_is_released_in_the_grandchild(tmp_path: Path) -> None:
+    done = _run(_HOLD_ACROSS_A_SECOND_FORK, str(tmp_path / "lk"))
+    assert done.returncode == 0, done.stderr

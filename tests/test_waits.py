@@ -196,3 +196,75 @@ def test_a_daemon_waiter_woken_as_the_interpreter_exits_does_not_abort_it(
             timeout=30,
         )
         assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)
+
+
+_LATE_ATEXIT_HANDLER = """
+import atexit, sys, threading, time
+kind, lock_dir = sys.argv[1], sys.argv[2]
+def late_handler():  # registered before ferrolock's own handler, so it runs after it
+    print("late handler got it:", lock.acquire(timeout=10), flush=True)
+atexit.register(late_handler)
+import ferrolock
+lock = {
+    "fair": lambda: ferrolock.InternalLock("n", fair=True),
+    "semaphore": lambda: ferrolock.Semaphore("s", 1),
+    "file": lambda: ferrolock.FileLock(lock_dir + "/f"),
+}[kind]()
+def holder():
+    lock.acquire()
+    time.sleep(0.5)
+    lock.release()
+def waiter():
+    with lock:
+        time.sleep(30)
+threading.Thread(target=holder, daemon=True).start()
+time.sleep(0.1)
+threading.Thread(target=waiter, daemon=True).start()
+time.sleep(0.1)
+"""
+
+
+@pytest.mark.parametrize("kind", ["fair", "semaphore", "file"])
+def test_a_daemon_waiter_served_during_exit_leaves_the_lock_free(tmp_path: Path, kind: str) -> None:
+    """A daemon thread whose wait ends after the interpreter's exit began gives the lock back
+    before it stops for good: an exit handler that needs the lock still gets it."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_ATEXIT_HANDLER, kind, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "late handler got it: True", done.stderr
+
+
+_EXIT_AMID_CONTENTION = """
+import sys, threading, time
+from ferrolock import lockutils
+kind, lock_dir = sys.argv[1], sys.argv[2]
+kw = {"int": {}, "fair": {"fair": True}, "ext": {"external": True, "lock_path": lock_dir}}[kind]
+held = lockutils.lock("n", **kw)
+held.__enter__()
+def hammer():
+    while True:
+        with lockutils.lock("n", **kw):
+            pass
+for _ in range(8):
+    threading.Thread(target=hammer, daemon=True).start()
+time.sleep(0.2)
+held.__exit__(None, None, None)
+"""
+
+
+@pytest.mark.parametrize("kind", ["int", "fair", "ext"])
+def test_the_interpreter_exits_cleanly_amid_daemon_contention(tmp_path: Path, kind: str) -> None:
+    """Eight daemon threads keep taking the lock while the main thread exits: none may run
+    Python, or take the GIL back, from the extension's frames during finalization."""
+    for _ in range(10):
+        done = subprocess.run(
+            [sys.executable, "-c", _EXIT_AMID_CONTENTION, kind, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)

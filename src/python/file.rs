@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 use super::entry::external_lock_dir;
 use super::errors::to_pyerr;
 use super::internal::plain_locks;
-use super::waiting::{acquire, with_lock_protocol, Policy, WithLock};
+use super::waiting::{
+    acquire, park_if_exiting, reset_exit_state_after_fork, with_lock_protocol, Policy, WithLock,
+};
 use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
@@ -47,12 +49,14 @@ pub fn external_lock(
     })
 }
 
-/// Run in a forked child (`os.register_at_fork`): drop descriptors inherited from the parent.
+/// Run in a forked child (`os.register_at_fork`): drop what the parent's threads left behind
+/// (lock-file descriptors, waiters counted at exit).
 #[pyfunction]
 pub fn after_fork_in_child() {
     // SAFETY: registered with os.register_at_fork(after_in_child=...), so this runs in the
     // child, on the thread that forked, before any other thread exists.
     unsafe { file_lock::forget_inherited() };
+    reset_exit_state_after_fork();
 }
 
 /// Lock files with an entry (and usually an open descriptor) in this process.
@@ -117,6 +121,9 @@ pub struct ExternalLock {
 
 impl WithLock for ExternalLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
+        // Settling the directory runs Python code, which a daemon thread must not do any more
+        // once the interpreter's exit has begun.
+        park_if_exiting(py);
         let file = match external_lock_dir(py, self.lock_path.as_ref().map(|p| p.bind(py)))? {
             Some(dir) => {
                 let path = lock_path::lock_file_path(&dir, &self.name, self.prefix.as_deref())
@@ -183,6 +190,10 @@ fn take_both(
                 }
             }
             take_file(until, interrupted)
+        },
+        move || {
+            let _ = file.map(CoreFileLock::release);
+            let _ = internal.map(RawLock::release);
         },
     )
 }

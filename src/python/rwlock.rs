@@ -52,6 +52,9 @@ impl ReaderWriterLock {
             policy,
             || lock.acquire(owner, access, Until::now(), &mut || false),
             move |until, interrupted| lock.acquire(owner, access, until, interrupted),
+            move || {
+                let _ = lock.release(owner, access);
+            },
         )
     }
 }
@@ -168,6 +171,9 @@ impl WithLock for FairWriteLock {
             policy,
             || lock.acquire(owner, Access::Write, Until::now(), &mut || false),
             move |until, interrupted| lock.acquire(owner, Access::Write, until, interrupted),
+            move || {
+                let _ = lock.release(owner, Access::Write);
+            },
         )?;
         if got {
             self.owner.store(owner, Ordering::Release);

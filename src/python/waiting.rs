@@ -76,11 +76,19 @@ fn green_sleep(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
 }
 
 /// Acquire with `try_once` (never blocks) and `wait` (blocks until `until.deadline`, asking its
-/// argument after each step whether to stop). `Ok(false)` when the policy's time ran out.
-pub fn acquire<T, W>(py: Python<'_>, policy: Policy, try_once: T, wait: W) -> PyResult<bool>
+/// argument after each step whether to stop); `undo` gives back what a successful `wait` took.
+/// `Ok(false)` when the policy's time ran out.
+pub fn acquire<T, W, U>(
+    py: Python<'_>,
+    policy: Policy,
+    try_once: T,
+    wait: W,
+    undo: U,
+) -> PyResult<bool>
 where
     T: Fn() -> Result<bool, LockError>,
     W: FnOnce(Until, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
+    U: FnOnce() + Send,
 {
     if try_once().map_err(|e| to_pyerr(e, None))? {
         return Ok(true);
@@ -88,11 +96,12 @@ where
     if !policy.blocking {
         return Ok(false);
     }
+    park_if_exiting(py);
     let until = policy.until();
     if let Some(sleep) = green_sleep(py)? {
         return green(&sleep, until, wait);
     }
-    detached(py, until, wait)
+    detached(py, until, wait, undo)
 }
 
 /// `acquire` for a lock that needs no more than its `RawLock` (in-process FIFO locks).
@@ -102,6 +111,9 @@ pub fn acquire_raw(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyResu
         policy,
         || lock.try_acquire(),
         move |until, interrupted| wait::acquire(lock, until, interrupted),
+        move || {
+            let _ = lock.release();
+        },
     )
 }
 
@@ -117,18 +129,24 @@ pub fn acquire_with_gil(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> P
     if !policy.blocking {
         return Ok(false);
     }
+    park_if_exiting(py);
     let until = policy.until();
     if let Some(sleep) = green_sleep(py)? {
         return green(&sleep, until, |until, interrupted| wait::acquire(lock, until, interrupted));
     }
     loop {
-        let seen_free = detached(py, until, |until, interrupted| {
-            let got = wait::acquire(lock, until, interrupted)?;
-            if got {
-                lock.release()?;
-            }
-            Ok(got)
-        })?;
+        let seen_free = detached(
+            py,
+            until,
+            |until, interrupted| {
+                let got = wait::acquire(lock, until, interrupted)?;
+                if got {
+                    lock.release()?;
+                }
+                Ok(got)
+            },
+            || {},
+        )?;
         if !seen_free {
             return Ok(false);
         }
@@ -140,16 +158,17 @@ pub fn acquire_with_gil(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> P
 
 /// Runs `wait` with the GIL released; between its steps it re-attaches to check for signals
 /// (KeyboardInterrupt comes out of here with nothing held).
-fn detached<W>(py: Python<'_>, until: Until, wait: W) -> PyResult<bool>
+fn detached<W, U>(py: Python<'_>, until: Until, wait: W, undo: U) -> PyResult<bool>
 where
     W: FnOnce(Until, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send,
+    U: FnOnce() + Send,
 {
     let mut pending: Option<PyErr> = None;
     let outcome = py.detach(|| {
         let mut interrupted = || {
             if !may_reattach() {
-                // No Python to ask any more: keep waiting, as in `threading.Lock`.
-                return false;
+                // No Python to return to any more: stop waiting, holding nothing.
+                return true;
             }
             let stop = Python::try_attach(|py| match py.check_signals() {
                 Ok(()) => false,
@@ -164,11 +183,12 @@ where
         let outcome = wait(until, &mut interrupted);
         if !may_reattach() {
             // The interpreter is going away and would end this daemon thread as it takes the
-            // GIL back, by unwinding it through our frames, which aborts the process. It
-            // sleeps until the process is gone instead, as it would blocked in Python.
-            loop {
-                std::thread::park();
+            // GIL back, by unwinding it through our frames, which aborts the process. It gives
+            // back what it took and sleeps until the process is gone.
+            if matches!(outcome, Ok(true)) {
+                undo();
             }
+            sleep_forever();
         }
         outcome
     });
@@ -185,13 +205,39 @@ static EXITING_THREAD: AtomicU64 = AtomicU64::new(0);
 /// this is another thread, which must then never take the GIL back.
 fn may_reattach() -> bool {
     REATTACHING.fetch_add(1, Ordering::SeqCst);
-    let exiting = EXITING_THREAD.load(Ordering::SeqCst);
-    // SAFETY: pthread_self has no preconditions.
-    if exiting != 0 && exiting != unsafe { libc::pthread_self() } as u64 {
+    if exiting_elsewhere() {
         REATTACHING.fetch_sub(1, Ordering::SeqCst);
         return false;
     }
     true
+}
+
+/// The interpreter's exit has begun, on another thread than this one.
+fn exiting_elsewhere() -> bool {
+    let exiting = EXITING_THREAD.load(Ordering::SeqCst);
+    // SAFETY: pthread_self has no preconditions.
+    exiting != 0 && exiting != unsafe { libc::pthread_self() } as u64
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Once the interpreter's exit has begun, another thread must run no more Python from our
+/// frames (CPython ends a thread that takes the GIL during finalization by unwinding it, which
+/// through an extension aborts): it sleeps, with the GIL released, until the process is gone.
+pub fn park_if_exiting(py: Python<'_>) {
+    if exiting_elsewhere() {
+        py.detach(|| sleep_forever());
+    }
+}
+
+/// In a forked child: the threads counted were the parent's, and its exit is not the child's.
+pub fn reset_exit_state_after_fork() {
+    REATTACHING.store(0, Ordering::SeqCst);
+    EXITING_THREAD.store(0, Ordering::SeqCst);
 }
 
 /// Run at interpreter exit (`atexit`), before finalization starts: from now on waits of other

@@ -7,9 +7,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Once;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[cfg(target_os = "linux")]
 mod wake_timer;
@@ -180,6 +180,73 @@ pub fn retire_descriptor(fd: RawFd) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Sleep while `word` holds `expected`, until woken by `wake_one` or `deadline`. May return
+/// early for no reason; the caller looks again.
+#[cfg(target_os = "linux")]
+pub fn wait_while_equal(word: &AtomicU32, expected: u32, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return;
+    }
+    let timeout = libc::timespec {
+        tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: left.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32 for the call; the timeout is relative (FUTEX_WAIT);
+    // the private flag matches `wake_one`. EINTR, EAGAIN and ETIMEDOUT all mean "look again".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            &timeout as *const libc::timespec,
+        )
+    };
+}
+
+/// Wake one thread sleeping in `wait_while_equal` on `word`.
+#[cfg(target_os = "linux")]
+pub fn wake_one(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; waking has no other precondition.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        )
+    };
+}
+
+/// Elsewhere the parking lot stands in for the futex (its queue is in our memory, so a forked
+/// child's waits are not as safe as on Linux).
+#[cfg(not(target_os = "linux"))]
+pub fn wait_while_equal(word: &AtomicU32, expected: u32, deadline: Instant) {
+    // SAFETY: the key is `word`'s address, used only by these two functions; the callbacks
+    // neither panic nor call into the parking lot.
+    unsafe {
+        parking_lot_core::park(
+            word as *const AtomicU32 as usize,
+            || word.load(Ordering::Relaxed) == expected,
+            || {},
+            |_, _| {},
+            parking_lot_core::DEFAULT_PARK_TOKEN,
+            Some(deadline),
+        )
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn wake_one(word: &AtomicU32) {
+    // SAFETY: as in `wait_while_equal`.
+    unsafe {
+        parking_lot_core::unpark_one(word as *const AtomicU32 as usize, |_| {
+            parking_lot_core::DEFAULT_UNPARK_TOKEN
+        })
+    };
 }
 
 pub fn unlock(fd: &OwnedFd) -> io::Result<()> {
