@@ -3,6 +3,7 @@
 //! The core (every module but `python`) has no Python in it: it is plain Rust, tested by
 //! `cargo test`. `python` is the one PyO3 binding layer, built only with the `python` feature.
 
+mod changes;
 pub mod error;
 pub mod file_lock;
 pub mod lock_path;

@@ -6,8 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
+use crate::changes::Changes;
 use crate::wait::{self, Until};
 use crate::LockError;
 
@@ -22,7 +23,7 @@ pub enum Access {
 #[derive(Default)]
 pub struct RwLock {
     state: Mutex<State>,
-    changed: Condvar,
+    changed: Changes,
 }
 
 struct Waiter {
@@ -273,5 +274,35 @@ mod tests {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = churn.join();
         assert!(matches!(outcome, Err(LockError::Interrupted)));
+    }
+
+    #[test]
+    fn writers_exclude_everyone_and_every_waiter_is_woken() {
+        use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+        let l = RwLock::new();
+        // Readers count +1, a writer -1000: a writer must only ever see its own -1000.
+        let (inside, done) = (AtomicIsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|scope| {
+            for t in 0..6u64 {
+                let (l, inside, done) = (&l, &inside, &done);
+                scope.spawn(move || {
+                    let access = if t % 2 == 0 { Access::Write } else { Access::Read };
+                    let weight = if access == Access::Write { -1000 } else { 1 };
+                    for _ in 0..300 {
+                        // One step as long as the deadline: a lost wake-up fails the test.
+                        let until = Until::after(Some(Duration::from_secs(20)))
+                            .with_step(Duration::from_secs(20));
+                        assert!(l.acquire(t, access, until, &mut || false).unwrap_or(false));
+                        let now = inside.fetch_add(weight, Ordering::SeqCst) + weight;
+                        assert!(if weight < 0 { now == -1000 } else { now > 0 });
+                        inside.fetch_sub(weight, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                        assert!(l.release(t, access).is_ok());
+                    }
+                });
+            }
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 1_800);
+        assert!(l.idle());
     }
 }

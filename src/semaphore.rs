@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
+use crate::changes::Changes;
 use crate::wait::{self, WaitTicket};
 use crate::{LockError, RawLock};
 
@@ -13,7 +14,7 @@ pub struct Semaphore {
     permits: usize,
     fair: bool,
     state: Mutex<State>,
-    changed: Condvar,
+    changed: Changes,
 }
 
 struct State {
@@ -33,7 +34,7 @@ impl Semaphore {
             permits,
             fair,
             state: Mutex::new(State { available: permits, queue: VecDeque::new(), next_ticket: 0 }),
-            changed: Condvar::new(),
+            changed: Changes::new(),
         })
     }
 
@@ -85,7 +86,7 @@ impl RawLock for Semaphore {
                 }
                 return Ok(true);
             }
-            if self.changed.wait_until(&mut state, until).timed_out() {
+            if self.changed.wait_until(&mut state, until) {
                 return Ok(false);
             }
         }
@@ -158,5 +159,36 @@ mod tests {
         }
         assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
         assert!(acquire(&*s, Until::now(), &mut || false).unwrap_or(false));
+    }
+
+    #[test]
+    fn waiters_are_woken_and_permits_never_exceeded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for fair in [false, true] {
+            let s = Semaphore::new(2, fair).expect("two permits");
+            let (inside, most, done) =
+                (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| {
+                        for _ in 0..500 {
+                            // One step as long as the deadline: only a wake-up ends a wait
+                            // in time, and a lost one fails the test instead of hanging it.
+                            let until = Until::after(Some(Duration::from_secs(20)))
+                                .with_step(Duration::from_secs(20));
+                            assert!(acquire(&s, until, &mut || false).unwrap_or(false));
+                            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                            done.fetch_add(1, Ordering::SeqCst);
+                            assert!(s.release().is_ok());
+                        }
+                    });
+                }
+            });
+            assert_eq!(done.load(Ordering::SeqCst), 4_000);
+            assert!(most.load(Ordering::SeqCst) <= 2);
+            assert_eq!(s.available(), 2);
+        }
     }
 }

@@ -221,6 +221,20 @@ pub fn wake_one(word: &AtomicU32) {
     };
 }
 
+/// Wake every thread sleeping in `wait_while_equal` on `word`.
+#[cfg(target_os = "linux")]
+pub fn wake_all(word: &AtomicU32) {
+    // SAFETY: as in `wake_one`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            libc::c_int::MAX,
+        )
+    };
+}
+
 /// Elsewhere the parking lot stands in for the futex (its queue is in our memory, so a forked
 /// child's waits are not as safe as on Linux).
 #[cfg(not(target_os = "linux"))]
@@ -246,6 +260,17 @@ pub fn wake_one(word: &AtomicU32) {
         parking_lot_core::unpark_one(word as *const AtomicU32 as usize, |_| {
             parking_lot_core::DEFAULT_UNPARK_TOKEN
         })
+    };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn wake_all(word: &AtomicU32) {
+    // SAFETY: as in `wait_while_equal`.
+    unsafe {
+        parking_lot_core::unpark_all(
+            word as *const AtomicU32 as usize,
+            parking_lot_core::DEFAULT_UNPARK_TOKEN,
+        )
     };
 }
 
