@@ -164,30 +164,6 @@ time.sleep(60)
             os.kill(worker, 9)
 
 
-def test_a_lock_another_parent_thread_held_at_fork_is_free_in_the_child(tmp_path: Path) -> None:
-    scenario = """
-import os, sys, threading, time, ferrolock
-path = sys.argv[1]
-holding = threading.Event()
-def holder():
-    lock = ferrolock.FileLock(path)
-    lock.acquire()
-    holding.set()
-    time.sleep(1)
-    lock.release()
-threading.Thread(target=holder).start()
-holding.wait()
-pid = os.fork()
-if pid == 0:
-    started = time.monotonic()
-    got = ferrolock.FileLock(path).acquire(timeout=5)
-    os._exit(0 if got and time.monotonic() - started < 4 else 1)
-_, status = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-    assert _run(scenario, str(tmp_path / "lk")).returncode == 0
-
-
 def test_a_lock_parent_threads_held_and_waited_for_at_fork_is_usable_in_the_child(
     tmp_path: Path,
 ) -> None:
