@@ -92,18 +92,6 @@ pub fn acquire<L: RawLock + ?Sized>(
     if lock.try_acquire()? {
         return Ok(true);
     }
-    wait_for(lock, until, interrupted)
-}
-
-/// `acquire` for a caller that has just tried once itself and found the lock busy.
-///
-/// # Errors
-/// As `acquire`.
-pub fn wait_for<L: RawLock + ?Sized>(
-    lock: &L,
-    until: Until,
-    interrupted: &mut dyn FnMut() -> bool,
-) -> Result<bool, LockError> {
     if until.passed() {
         return Ok(false);
     }
