@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +157,9 @@ pub struct FileLock {
     /// The entry of the last hold taken through this lock on another entry than `file` (made
     /// before a fork, used after): that hold's release must find it, even after another fork.
     rebound: StateMutex<Option<Arc<LockFile>>>,
+    /// `generation` of the entry this lock's current hold was taken on: after a fork, another
+    /// thread may hold the child's entry for the same path, and that hold is not ours.
+    held_generation: AtomicU64,
 }
 
 struct Ofd<'a>(&'a OwnedFd);
@@ -218,7 +221,11 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
 
 impl FileLock {
     pub fn new(path: &Path) -> FileLock {
-        FileLock { file: entry_for(path), rebound: StateMutex::new(None) }
+        FileLock {
+            file: entry_for(path),
+            rebound: StateMutex::new(None),
+            held_generation: AtomicU64::new(0),
+        }
     }
 
     /// This process's entry: made before a fork, this lock uses the child's entry for its path.
@@ -256,6 +263,7 @@ impl FileLock {
         let outcome = lock_file(&file, until, interrupted);
         if matches!(outcome, Ok(true)) {
             file.held.store(true, Ordering::Release);
+            self.held_generation.store(file.generation, Ordering::Release);
             if let Cow::Owned(entry) = &file {
                 *self.rebound.lock() = Some(Arc::clone(entry));
             }
@@ -272,11 +280,12 @@ impl FileLock {
         let current = self.file();
         let rebound;
         // A hold taken through this lock before a fork lives on the entry it was taken on.
-        let file: &LockFile = if current.held.load(Ordering::Acquire) {
+        let generation = self.held_generation.load(Ordering::Acquire);
+        let file: &LockFile = if current.generation == generation {
             &current
         } else {
             rebound = self.rebound.lock().clone();
-            match rebound.as_deref().filter(|f| f.held.load(Ordering::Acquire)) {
+            match rebound.as_deref().filter(|f| f.generation == generation) {
                 Some(entry) => entry,
                 None => &self.file,
             }

@@ -74,6 +74,7 @@ impl RawLock for Semaphore {
         } else {
             None
         };
+        let mut step_over = false;
         loop {
             let my_turn = mine.is_none() || state.queue.front().copied() == mine;
             if state.available > 0 && my_turn {
@@ -86,9 +87,12 @@ impl RawLock for Semaphore {
                 }
                 return Ok(true);
             }
-            if self.changed.wait_until(&mut state, until) {
+            // Looked once more after the step ended: a wake-up that arrived with the deadline
+            // may be the only one for the permit just freed.
+            if step_over {
                 return Ok(false);
             }
+            step_over = self.changed.wait_until(&mut state, until);
         }
     }
 
@@ -189,6 +193,45 @@ mod tests {
             assert_eq!(done.load(Ordering::SeqCst), 4_000);
             assert!(most.load(Ordering::SeqCst) <= 2);
             assert_eq!(s.available(), 2);
+        }
+    }
+
+    #[test]
+    fn a_wake_up_arriving_with_the_deadline_is_not_lost() {
+        // A's one step ends just as the permit comes free; the wake-up it gets must still
+        // serve someone: A, or B, whose single step lasts far longer than the test.
+        for i in 0..60u64 {
+            let s = Semaphore::new(1, false).expect("one permit");
+            assert!(s.try_acquire().unwrap_or(false));
+            let step = Duration::from_millis(3);
+            let start = std::sync::Barrier::new(3);
+            let (a, b) = std::thread::scope(|scope| {
+                let b = scope.spawn(|| {
+                    start.wait();
+                    let long = Duration::from_secs(5);
+                    acquire(&s, Until::after(Some(long)).with_step(long), &mut || false)
+                        .unwrap_or(false)
+                });
+                let a = scope.spawn(|| {
+                    start.wait();
+                    let got = acquire(&s, Until::after(Some(step)).with_step(step), &mut || false)
+                        .unwrap_or(false);
+                    if got {
+                        assert!(s.release().is_ok());
+                    }
+                    got
+                });
+                start.wait();
+                let release_at = std::time::Instant::now() + step - Duration::from_micros(60)
+                    + Duration::from_micros(i * 2);
+                while std::time::Instant::now() < release_at {
+                    std::hint::spin_loop();
+                }
+                assert!(s.release().is_ok());
+                (a.join().unwrap_or(false), b.join().unwrap_or(false))
+            });
+            assert!(b, "round {i}: B timed out with the permit free (A got it: {a})");
+            assert!(s.release().is_ok());
         }
     }
 }

@@ -260,3 +260,46 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def test_a_hold_spanning_a_second_fork_is_released_in_the_grandchild(tmp_path: Path) -> None:
     done = _run(_HOLD_ACROSS_A_SECOND_FORK, str(tmp_path / "lk"))
     assert done.returncode == 0, done.stderr
+
+
+_RELEASE_AFTER_ANOTHER_CHILD_THREAD_TOOK_IT = """
+import os, sys, threading, time
+import ferrolock
+path = sys.argv[1]
+spanning = ferrolock.FileLock(path)
+assert spanning.acquire()
+pid = os.fork()
+if pid:
+    time.sleep(0.3)
+    spanning.release()  # the parent's hold ends: a thread of the child may take the file now
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+other = ferrolock.FileLock(path)
+inside = threading.Event()
+finished = threading.Event()
+outcome = []
+def thread_of_the_child():
+    other.acquire()
+    inside.set()
+    finished.wait(10)
+    try:
+        other.release()
+        outcome.append("released")
+    except ferrolock.LockUsageError as e:
+        outcome.append(repr(e))
+t = threading.Thread(target=thread_of_the_child)
+t.start()
+assert inside.wait(10)
+spanning.release()  # the with block that spanned the fork ends: it must not end the thread's
+still_held = not ferrolock.FileLock(path).acquire(blocking=False)
+finished.set()
+t.join(10)
+os._exit(0 if still_held and outcome == ["released"] else 1)
+"""
+
+
+def test_ending_a_hold_that_spanned_the_fork_leaves_a_child_threads_hold_alone(
+    tmp_path: Path,
+) -> None:
+    done = _run(_RELEASE_AFTER_ANOTHER_CHILD_THREAD_TOOK_IT, str(tmp_path / "lk"))
+    assert done.returncode == 0, done.stderr

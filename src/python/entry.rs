@@ -13,6 +13,7 @@ use pyo3::types::{PyDict, PyFloat, PyInt, PyString};
 use super::file::external_lock;
 use super::internal::internal_lock;
 use super::rwlock::fair_lock;
+use super::waiting::call_python;
 
 struct Fallback {
     slow_lock: Py<PyAny>,
@@ -136,18 +137,20 @@ pub fn lock<'py>(
         Some(delay) => delay.clone(),
         None => PyFloat::new(py, 0.01).into_any(),
     };
-    fallback.slow_lock.bind(py).call1((
-        name,
-        lock_file_prefix,
-        external,
-        lock_path,
-        do_log.or(true),
-        semaphores,
-        delay,
-        fair,
-        blocking,
-        timeout,
-    ))
+    call_python(py, || {
+        fallback.slow_lock.bind(py).call1((
+            name,
+            lock_file_prefix,
+            external,
+            lock_path,
+            do_log.or(true),
+            semaphores,
+            delay,
+            fair,
+            blocking,
+            timeout,
+        ))
+    })
 }
 
 /// The directory external locks use now, for `lock_path` as given to `lock()` (`None`: the
@@ -156,7 +159,8 @@ pub fn external_lock_dir(
     py: Python<'_>,
     lock_path: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Option<PathBuf>> {
-    fallback(py)?.lock_dir.bind(py).call1((lock_path,))?.extract()
+    let lock_dir = fallback(py)?.lock_dir.bind(py);
+    call_python(py, || lock_dir.call1((lock_path,)))?.extract()
 }
 
 const DEBUG: u8 = 10;
@@ -172,5 +176,5 @@ fn debug_enabled(py: Python<'_>, fallback: &Fallback) -> PyResult<bool> {
             return known.is_truthy();
         }
     }
-    logger.call_method1(intern!(py, "isEnabledFor"), (DEBUG,))?.is_truthy()
+    call_python(py, || logger.call_method1(intern!(py, "isEnabledFor"), (DEBUG,)))?.is_truthy()
 }

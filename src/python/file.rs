@@ -9,9 +9,7 @@ use pyo3::prelude::*;
 use super::entry::external_lock_dir;
 use super::errors::to_pyerr;
 use super::internal::plain_locks;
-use super::waiting::{
-    acquire, park_if_exiting, reset_exit_state_after_fork, with_lock_protocol, Policy, WithLock,
-};
+use super::waiting::{acquire, reset_exit_state_after_fork, with_lock_protocol, Policy, WithLock};
 use crate::file_lock::{self, FileLock as CoreFileLock};
 use crate::mutex::Mutex;
 use crate::registry::Handle;
@@ -121,9 +119,6 @@ pub struct ExternalLock {
 
 impl WithLock for ExternalLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        // Settling the directory runs Python code, which a daemon thread must not do any more
-        // once the interpreter's exit has begun.
-        park_if_exiting(py);
         let file = match external_lock_dir(py, self.lock_path.as_ref().map(|p| p.bind(py)))? {
             Some(dir) => {
                 let path = lock_path::lock_file_path(&dir, &self.name, self.prefix.as_deref())

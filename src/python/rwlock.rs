@@ -11,7 +11,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
 use super::errors::to_pyerr;
-use super::waiting::{acquire, with_lock_protocol, Policy, WithLock};
+use super::waiting::{acquire, call_python, with_lock_protocol, Policy, WithLock};
 use crate::registry::{Handle, Registry};
 use crate::rwlock::{Access, OwnerId, RwLock};
 use crate::wait::Until;
@@ -159,7 +159,9 @@ pub fn fair_lock(name: &str, blocking: bool, timeout: Option<f64>) -> PyResult<F
 fn current_owner(py: Python<'_>) -> PyResult<OwnerId> {
     static THREADING: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
     let threading = THREADING.get_or_try_init(py, || py.import("threading").map(Bound::unbind))?;
-    threading.bind(py).getattr(intern!(py, "get_ident"))?.call0()?.extract()
+    // eventlet replaces it with Python code
+    let get_ident = threading.bind(py).getattr(intern!(py, "get_ident"))?;
+    call_python(py, || get_ident.call0())?.extract()
 }
 
 impl WithLock for FairWriteLock {

@@ -69,7 +69,7 @@ fn green_sleep(py: Python<'_>) -> PyResult<Option<Bound<'_, PyAny>>> {
     let Some(patcher) = modules.bind(py).get_item("eventlet.patcher")? else {
         return Ok(None);
     };
-    if !patcher.call_method1("is_monkey_patched", ("thread",))?.is_truthy()? {
+    if !call_python(py, || patcher.call_method1("is_monkey_patched", ("thread",)))?.is_truthy()? {
         return Ok(None);
     }
     Ok(Some(py.import("eventlet")?.getattr("sleep")?))
@@ -234,6 +234,23 @@ pub fn park_if_exiting(py: Python<'_>) {
     }
 }
 
+/// Run `call`, which runs Python code, from our frames. It is counted like a thread taking the
+/// GIL back, so the interpreter's exit lets it finish first; once the exit has begun, another
+/// thread sleeps instead (CPython would end it mid-call by unwinding through our frames).
+pub fn call_python<R>(py: Python<'_>, call: impl FnOnce() -> R) -> R {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            REATTACHING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    if !may_reattach() {
+        py.detach(|| sleep_forever());
+    }
+    let _counted = Counted;
+    call()
+}
+
 /// In a forked child: the threads counted were the parent's, and its exit is not the child's.
 pub fn reset_exit_state_after_fork() {
     REATTACHING.store(0, Ordering::SeqCst);
@@ -263,7 +280,7 @@ where
     let mut pending: Option<PyErr> = None;
     // Start by just yielding: the holder is most likely a greenthread about to release.
     let mut pause = 0.0_f64;
-    let mut yield_between = || match sleep.call1((pause,)) {
+    let mut yield_between = || match call_python(sleep.py(), || sleep.call1((pause,))) {
         Ok(_) => {
             pause = (pause * 2.0).clamp(0.0005, 0.02);
             false
