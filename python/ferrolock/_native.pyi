@@ -11,7 +11,7 @@ AcquireLockFailedException (or LockTimeout) when that does not get the lock.
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Optional, TypeVar, Union
+from typing import Any, Callable, Optional, TypeVar, Union, type_check_only
 
 from typing_extensions import Self, final
 
@@ -39,8 +39,29 @@ __all__ = [
     "set_lock_fallback",
 ]
 
+@type_check_only
+class _NativeLock:
+    """What every native lock class has (one shared method block in the binding)."""
+
+    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        """Take the lock; False when busy (non-blocking) or when ``timeout`` passed. Waits
+        release the GIL; Ctrl-C interrupts them and leaves nothing held."""
+    def release(self) -> None:
+        """Raises LockUsageError when the lock is not held (through this object, for file
+        locks)."""
+    def __enter__(self) -> Self:
+        """Raises AcquireLockFailedException (busy, non-blocking) or LockTimeout."""
+    def __call__(self, func: _F) -> _F:
+        """Decorator: each call of ``func`` runs inside the lock."""
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> bool: ...
+
 @final
-class InternalLock:
+class InternalLock(_NativeLock):
     """A named in-process lock: every InternalLock of one name (and fairness) is one lock.
     Any thread may release it (like ``threading.Semaphore(1)``)."""
 
@@ -55,23 +76,10 @@ class InternalLock:
     def name(self) -> str: ...
     @property
     def fair(self) -> bool: ...
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take the lock; False when busy (non-blocking) or when ``timeout`` passed."""
-    def release(self) -> None:
-        """Raises LockUsageError when the lock is not held."""
     def locked(self) -> bool: ...
-    def __enter__(self) -> Self: ...
-    def __call__(self, func: _F) -> _F:
-        """Decorator: each call of ``func`` runs inside the lock."""
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> bool: ...
 
 @final
-class Semaphore:
+class Semaphore(_NativeLock):
     """A named counting semaphore with ``permits`` holders at once, FIFO when ``fair``."""
 
     def __new__(
@@ -88,18 +96,7 @@ class Semaphore:
     @property
     def permits(self) -> int: ...
     def available(self) -> int: ...
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool: ...
-    def release(self) -> None: ...
     def locked(self) -> bool: ...
-    def __enter__(self) -> Self: ...
-    def __call__(self, func: _F) -> _F:
-        """Decorator: each call of ``func`` runs inside the lock."""
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> bool: ...
 
 @final
 class LockRegistry:
@@ -137,34 +134,23 @@ class ReaderWriterLock:
         """``"w"`` while a writer holds it, ``"r"`` while readers do, else None."""
 
 @final
-class FairWriteLock:
+class FairWriteLock(_NativeLock):
     """The write side of fair lock ``name`` held by one thread; see ``fair_lock``."""
 
     @property
     def name(self) -> str: ...
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        """Take the write lock for the calling thread (re-entrant)."""
-    def release(self) -> None: ...
-    def __enter__(self) -> Self: ...
-    def __call__(self, func: _F) -> _F:
-        """Decorator: each call of ``func`` runs inside the lock."""
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> bool: ...
 
 def fair_lock(name: str, blocking: bool = True, timeout: Optional[float] = None) -> FairWriteLock:
     """oslo's ``lock(name, fair=True)``: arrival order, re-entrant for the entering thread."""
 
 @final
-class FileLock:
+class FileLock(_NativeLock):
     """An inter-process lock on a file: a Linux open-file-description lock, which also
     excludes (and is excluded by) ``fcntl.lockf`` locks on the same file. Missing directories
     and the file are created on first acquire; the file is never deleted on release. Threads of
     one process on the same path exclude each other too. Waits block in the kernel
-    (``F_OFD_SETLKW``) with the GIL released."""
+    (``F_OFD_SETLKW``) with the GIL released. Acquiring raises LockPathError when the
+    directory cannot hold the lock file."""
 
     def __new__(
         cls,
@@ -177,22 +163,10 @@ class FileLock:
     def path(self) -> Path: ...
     @property
     def name(self) -> str: ...
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        """Raises LockPathError when the directory cannot hold the lock file."""
-    def release(self) -> None: ...
     def locked(self) -> bool:
         """Held by a thread of this process."""
     def remove_if_unused(self) -> bool:
         """Delete the lock file while holding it, unless someone holds it (then False)."""
-    def __enter__(self) -> Self: ...
-    def __call__(self, func: _F) -> _F:
-        """Decorator: each call of ``func`` runs inside the lock."""
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> bool: ...
 
 def internal_lock(
     name: str, blocking: bool = True, timeout: Optional[float] = None
@@ -209,30 +183,19 @@ def external_lock(
     """oslo's ``lock(name, external=True)``; ``lock_path=None`` reads the configuration."""
 
 @final
-class ExternalLock:
+class ExternalLock(_NativeLock):
     """oslo's ``lock(name, external=True)``: the in-process lock ``name``, then its lock file.
     The file is settled at each acquire from the configuration then in force, so a decorator
-    applied before ``lock_path`` is configured works once it is."""
+    applied before ``lock_path`` is configured works once it is. Acquiring raises
+    LockPathError, or oslo.config's RequiredOptError, when no usable lock_path is set."""
 
     @property
     def name(self) -> str: ...
     @property
     def path(self) -> Optional[Path]:
         """The file of the current hold (None when not held or process locking is disabled)."""
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        """Raises LockPathError or RequiredOptError when no usable lock_path is configured."""
-    def release(self) -> None: ...
     def locked(self) -> bool:
         """The in-process lock of the name is held by a thread of this process."""
-    def __enter__(self) -> Self: ...
-    def __call__(self, func: _F) -> _F:
-        """Decorator: each call of ``func`` runs inside the lock."""
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> bool: ...
 
 def lock_file_path(
     lock_path: Union[str, PathLike[str]], name: str, lock_file_prefix: Optional[str] = None
