@@ -99,7 +99,16 @@ where
     park_if_exiting(py);
     let until = policy.until();
     if let Some(sleep) = green_sleep(py)? {
-        return green(&sleep, until, wait);
+        let got = green(&sleep, until, wait);
+        if exiting_elsewhere() {
+            // A wait in a thread other than the exiting one (eventlet's tpool) stopped for the
+            // exit: give back what it took, then sleep without running more Python.
+            if matches!(got, Ok(true)) {
+                undo();
+            }
+            park_if_exiting(py);
+        }
+        return got;
     }
     detached(py, until, wait, undo)
 }
@@ -164,24 +173,23 @@ where
     U: FnOnce() + Send,
 {
     let mut pending: Option<PyErr> = None;
-    let outcome = py.detach(|| {
+    let (outcome, _counted) = py.detach(|| {
         let mut interrupted = || {
-            if !may_reattach() {
+            let Some(_counted) = Reattaching::enter() else {
                 // No Python to return to any more: stop waiting, holding nothing.
                 return true;
-            }
-            let stop = Python::try_attach(|py| match py.check_signals() {
+            };
+            Python::try_attach(|py| match py.check_signals() {
                 Ok(()) => false,
                 Err(e) => {
                     pending = Some(e);
                     true
                 }
-            });
-            REATTACHING.fetch_sub(1, Ordering::SeqCst);
-            stop.unwrap_or(false)
+            })
+            .unwrap_or(false)
         };
         let outcome = wait(until, &mut interrupted);
-        if !may_reattach() {
+        let Some(counted) = Reattaching::enter() else {
             // The interpreter is going away and would end this daemon thread as it takes the
             // GIL back, by unwinding it through our frames, which aborts the process. It gives
             // back what it took and sleeps until the process is gone.
@@ -189,10 +197,9 @@ where
                 undo();
             }
             sleep_forever();
-        }
-        outcome
+        };
+        (outcome, counted)
     });
-    REATTACHING.fetch_sub(1, Ordering::SeqCst);
     outcome.map_err(|e| to_pyerr(e, pending))
 }
 
@@ -201,15 +208,32 @@ static REATTACHING: AtomicUsize = AtomicUsize::new(0);
 /// `pthread_self()` of the thread running the interpreter's exit (0: not exiting).
 static EXITING_THREAD: AtomicU64 = AtomicU64::new(0);
 
-/// Counts this thread in `REATTACHING` and returns true, unless the interpreter is exiting and
-/// this is another thread, which must then never take the GIL back.
-fn may_reattach() -> bool {
-    REATTACHING.fetch_add(1, Ordering::SeqCst);
-    if exiting_elsewhere() {
-        REATTACHING.fetch_sub(1, Ordering::SeqCst);
-        return false;
+/// This thread, counted in `REATTACHING` until dropped.
+struct Reattaching {
+    /// A fork in between resets the count, which in the child never included this thread.
+    generation: u64,
+}
+
+impl Reattaching {
+    /// `None` when the interpreter's exit has begun on another thread: then this one must never
+    /// take the GIL back.
+    fn enter() -> Option<Reattaching> {
+        let generation = crate::sys::fork_generation();
+        REATTACHING.fetch_add(1, Ordering::SeqCst);
+        if exiting_elsewhere() {
+            REATTACHING.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Reattaching { generation })
     }
-    true
+}
+
+impl Drop for Reattaching {
+    fn drop(&mut self) {
+        if crate::sys::fork_generation() == self.generation {
+            REATTACHING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// The interpreter's exit has begun, on another thread than this one.
@@ -238,16 +262,7 @@ pub fn park_if_exiting(py: Python<'_>) {
 /// GIL back, so the interpreter's exit lets it finish first; once the exit has begun, another
 /// thread sleeps instead (CPython would end it mid-call by unwinding through our frames).
 pub fn call_python<R>(py: Python<'_>, call: impl FnOnce() -> R) -> R {
-    struct Counted;
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            REATTACHING.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
-    if !may_reattach() {
-        py.detach(|| sleep_forever());
-    }
-    let _counted = Counted;
+    let Some(_counted) = Reattaching::enter() else { py.detach(|| sleep_forever()) };
     call()
 }
 
@@ -280,14 +295,21 @@ where
     let mut pending: Option<PyErr> = None;
     // Start by just yielding: the holder is most likely a greenthread about to release.
     let mut pause = 0.0_f64;
-    let mut yield_between = || match call_python(sleep.py(), || sleep.call1((pause,))) {
-        Ok(_) => {
-            pause = (pause * 2.0).clamp(0.0005, 0.02);
-            false
+    let mut yield_between = || {
+        // Not counted across the sleep: other greenthreads run meanwhile, and this one may
+        // never be resumed. Another OS thread stops its wait at exit, holding nothing.
+        if exiting_elsewhere() {
+            return true;
         }
-        Err(e) => {
-            pending = Some(e);
-            true
+        match sleep.call1((pause,)) {
+            Ok(_) => {
+                pause = (pause * 2.0).clamp(0.0005, 0.02);
+                false
+            }
+            Err(e) => {
+                pending = Some(e);
+                true
+            }
         }
     };
     let outcome = wait(until.with_step(Duration::ZERO), &mut yield_between);
