@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from testutil import HELPERS, child_env
+from testutil import HELPERS, child_env, run_python
 
 
 @pytest.mark.timeout(90)
@@ -51,16 +51,6 @@ def test_two_greenthreads_contend(mode, tmp_path):
     assert state["ticks"] >= 5, state
 
 
-def _run_green(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 _FORK_WHILE_A_GREENTHREAD_HOLDS = """
 import eventlet; eventlet.monkey_patch()
 import os, sys, time
@@ -88,7 +78,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def test_a_worker_forked_while_a_greenthread_holds_gets_the_lock_once_free(tmp_path) -> None:
     """All greenthreads share one OS thread, so a hold of another greenthread looks like the
     forking thread's own: none may be carried into the child, whose hub starts afresh."""
-    done = _run_green(_FORK_WHILE_A_GREENTHREAD_HOLDS, str(tmp_path))
+    done = run_python(_FORK_WHILE_A_GREENTHREAD_HOLDS, str(tmp_path))
     assert done.returncode == 0, done.stderr
 
 
@@ -128,5 +118,5 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 
 def test_a_greenthread_waiting_across_a_fork_waits_for_the_real_holder(tmp_path) -> None:
-    done = _run_green(_FORK_WHILE_A_GREENTHREAD_WAITS, str(tmp_path))
+    done = run_python(_FORK_WHILE_A_GREENTHREAD_WAITS, str(tmp_path))
     assert done.returncode == 0, done.stderr

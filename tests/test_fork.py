@@ -17,6 +17,8 @@ import pytest
 
 from ferrolock import lockutils
 
+from testutil import run_python
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -102,12 +104,6 @@ def test_parent_lock_held_across_fork_excludes_the_child_and_survives_its_exit(
     assert outsider_gets_it(), "the parent's release did not free the lock"
 
 
-def _run(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
-    )
-
-
 _PROBE = """
 import ferrolock, sys
 print(ferrolock.FileLock(sys.argv[1]).acquire(blocking=False))
@@ -150,11 +146,11 @@ time.sleep(60)
         assert proc.stdout is not None
         worker = int(proc.stdout.readline())
         assert proc.stdout.readline().strip() == "held"
-        assert _run(_PROBE, path).stdout.strip() == "False"
+        assert run_python(_PROBE, path).stdout.strip() == "False"
         proc.kill()
         proc.wait(10)
         # The holder is dead and its forked worker still alive: the lock must be free.
-        assert _run(_PROBE, path).stdout.strip() == "True"
+        assert run_python(_PROBE, path).stdout.strip() == "True"
     finally:
         proc.kill()
         proc.wait(10)
@@ -198,7 +194,7 @@ _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
     for _ in range(3):
-        assert _run(scenario, str(tmp_path / "lk")).returncode == 0
+        assert run_python(scenario, str(tmp_path / "lk")).returncode == 0
 
 
 _HOLD_ACROSS_FORK_WITH_A_WAITER = """
@@ -234,7 +230,7 @@ def test_a_hold_spanning_the_fork_is_released_in_the_child_despite_a_parked_wait
     """The waiter parked in the parent is not in the child; the child's release must free
     the lock, not hand it to that waiter (as oslo's semaphore does)."""
     for _ in range(3):
-        done = _run(_HOLD_ACROSS_FORK_WITH_A_WAITER, kind, str(tmp_path))
+        done = run_python(_HOLD_ACROSS_FORK_WITH_A_WAITER, kind, str(tmp_path))
         assert done.returncode == 0, done.stderr
 
 
@@ -258,7 +254,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 
 def test_a_hold_spanning_a_second_fork_is_released_in_the_grandchild(tmp_path: Path) -> None:
-    done = _run(_HOLD_ACROSS_A_SECOND_FORK, str(tmp_path / "lk"))
+    done = run_python(_HOLD_ACROSS_A_SECOND_FORK, str(tmp_path / "lk"))
     assert done.returncode == 0, done.stderr
 
 
@@ -301,5 +297,5 @@ os._exit(0 if still_held and outcome == ["released"] else 1)
 def test_ending_a_hold_that_spanned_the_fork_leaves_a_child_threads_hold_alone(
     tmp_path: Path,
 ) -> None:
-    done = _run(_RELEASE_AFTER_ANOTHER_CHILD_THREAD_TOOK_IT, str(tmp_path / "lk"))
+    done = run_python(_RELEASE_AFTER_ANOTHER_CHILD_THREAD_TOOK_IT, str(tmp_path / "lk"))
     assert done.returncode == 0, done.stderr

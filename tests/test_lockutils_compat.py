@@ -21,7 +21,7 @@ from oslo_config import cfg
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
-from testutil import child_env, console_script, hold_in_thread, oslo_busy
+from testutil import child_env, console_script, hold_in_thread, oslo_busy, run_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -653,13 +653,7 @@ def test_ferrolock_wrapper_sets_lock_path_and_returns_exit_code(tmp_path):
         f"open({str(out)!r}, 'w').write(d)\n"
         "sys.exit(7)\n"
     )
-    r = subprocess.run(
-        [console_script("ferrolock-wrapper"), sys.executable, "-c", code],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = run_cli(sys.executable, "-c", code, argv0=[console_script("ferrolock-wrapper")])
     assert r.returncode == 7, r.stderr
     d = out.read_text()
     assert d and os.path.isabs(d)
@@ -672,13 +666,7 @@ def test_ferrolock_wrapper_lock_path_used_by_lockutils(tmp_path):
         "with l.lock('w', external=True):\n"
         "    assert os.path.isfile(os.path.join(os.environ['OSLO_LOCK_PATH'], 'w'))\n"
     )
-    r = subprocess.run(
-        [console_script("ferrolock-wrapper"), sys.executable, "-c", code],
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = run_cli(sys.executable, "-c", code, argv0=[console_script("ferrolock-wrapper")])
     assert r.returncode == 0, r.stderr
 
 

@@ -13,13 +13,9 @@ import pytest
 
 import ferrolock
 
+from testutil import run_python
+
 pytestmark = pytest.mark.timeout(60)
-
-
-def _python(code: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def _holder(path: str, seconds: float) -> subprocess.Popen[str]:
@@ -96,7 +92,7 @@ def test_a_wait_without_queued_signals_left_still_waits_its_timeout(tmp_path: Pa
         "print(got, time.monotonic() - started >= 0.3)\n"
     )
     try:
-        done = _python(code, path, timeout=30)
+        done = run_python(code, path, timeout=30)
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["False", "True"]
     finally:
@@ -161,7 +157,7 @@ def test_the_interpreter_exits_cleanly_while_daemon_threads_wait(tmp_path: Path)
     """Waiters check for signals between steps; once the interpreter is gone they must not try
     to (which would panic in the extension) but keep waiting until the process ends."""
     for _ in range(5):
-        done = _python(_EXIT_WITH_WAITERS, str(tmp_path), timeout=30)
+        done = run_python(_EXIT_WITH_WAITERS, str(tmp_path), timeout=30)
         assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
@@ -188,7 +184,7 @@ def test_a_daemon_waiter_woken_as_the_interpreter_exits_does_not_abort_it(
     """The waiter gets the lock just as the main thread exits: it must not take the GIL back
     during finalization, where CPython would end it by unwinding through the extension."""
     for _ in range(5):
-        done = _python(_EXIT_RIGHT_AFTER_RELEASE, kind, str(tmp_path), timeout=30)
+        done = run_python(_EXIT_RIGHT_AFTER_RELEASE, kind, str(tmp_path), timeout=30)
         assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)
 
 
@@ -222,7 +218,7 @@ time.sleep(0.1)
 def test_a_daemon_waiter_served_during_exit_leaves_the_lock_free(tmp_path: Path, kind: str) -> None:
     """A daemon thread whose wait ends after the interpreter's exit began gives the lock back
     before it stops for good: an exit handler that needs the lock still gets it."""
-    done = _python(_LATE_ATEXIT_HANDLER, kind, str(tmp_path), timeout=60)
+    done = run_python(_LATE_ATEXIT_HANDLER, kind, str(tmp_path), timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "late handler got it: True", done.stderr
 
@@ -247,5 +243,5 @@ def test_the_interpreter_exits_cleanly_amid_daemon_contention(tmp_path: Path, ki
     """Eight daemon threads keep taking the lock while the main thread exits: none may run
     Python, or take the GIL back, from the extension's frames during finalization."""
     for _ in range(10):
-        done = _python(_EXIT_AMID_CONTENTION, kind, str(tmp_path), timeout=30)
+        done = run_python(_EXIT_AMID_CONTENTION, kind, str(tmp_path), timeout=30)
         assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)

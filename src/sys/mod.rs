@@ -182,6 +182,14 @@ pub fn retire_descriptor(fd: RawFd) -> io::Result<()> {
     }
 }
 
+#[cfg(target_os = "linux")]
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
 /// Sleep while `word` holds `expected`, until woken by `wake_one` or `deadline`. May return
 /// early for no reason; the caller looks again.
 #[cfg(target_os = "linux")]
@@ -190,10 +198,7 @@ pub fn wait_while_equal(word: &AtomicU32, expected: u32, deadline: Instant) {
     if left.is_zero() {
         return;
     }
-    let timeout = libc::timespec {
-        tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: left.subsec_nanos() as libc::c_long,
-    };
+    let timeout = timespec(left);
     // SAFETY: `word` is a live, aligned u32 for the call; the timeout is relative (FUTEX_WAIT);
     // the private flag matches `wake_one`. EINTR, EAGAIN and ETIMEDOUT all mean "look again".
     unsafe {

@@ -48,13 +48,6 @@ pub struct WakeTimer {
     restore_mask: Option<libc::sigset_t>,
 }
 
-fn timespec(d: Duration) -> libc::timespec {
-    libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    }
-}
-
 impl WakeTimer {
     /// A timer signalling this thread after `step` and every `step` after that.
     /// `Ok(None)` when no wake-up signal is available.
@@ -77,7 +70,10 @@ impl WakeTimer {
         }
         let mut timer = WakeTimer { id, restore_mask: None };
         timer.restore_mask = unblock(signo)?;
-        let spec = libc::itimerspec { it_interval: timespec(step), it_value: timespec(step) };
+        let spec = libc::itimerspec {
+            it_interval: super::timespec(step),
+            it_value: super::timespec(step),
+        };
         // SAFETY: `id` is the timer just created; `spec` is valid.
         if unsafe { libc::timer_settime(timer.id, 0, &spec, std::ptr::null_mut()) } != 0 {
             return Err(io::Error::last_os_error());

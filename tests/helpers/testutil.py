@@ -262,6 +262,11 @@ def run_cli(
     )
 
 
+def run_python(code: str, *args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -c code args...`` to completion, bounded, with a clean child environment."""
+    return run_cli(*args, timeout=timeout, argv0=[sys.executable, "-c", code])
+
+
 def hold_in_thread(cm: Any) -> Callable[[], None]:
     """Hold context manager ``cm`` in a daemon thread until the returned callable is called."""
     held = threading.Event()
