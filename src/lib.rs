@@ -3,14 +3,10 @@
 //! The core (every module but `python`) has no Python in it: it is plain Rust, tested by
 //! `cargo test`. `python` is the one PyO3 binding layer, built only with the `python` feature.
 
-mod changes;
 pub mod error;
-pub mod file_lock;
-pub mod lock_path;
-pub mod mutex;
+pub mod file;
+pub mod local;
 pub mod registry;
-pub mod rwlock;
-pub mod semaphore;
 mod sys;
 pub mod wait;
 

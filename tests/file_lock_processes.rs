@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrolock::file_lock::FileLock;
+use ferrolock::file::FileLock;
 use ferrolock::wait::Until;
 
 const ROLE: &str = "FERROLOCK_TEST_ROLE";

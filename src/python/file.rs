@@ -10,11 +10,12 @@ use super::entry::external_lock_dir;
 use super::errors::to_pyerr;
 use super::internal::plain_locks;
 use super::waiting::{acquire, reset_exit_state_after_fork, with_lock_protocol, Policy, WithLock};
-use crate::file_lock::{self, FileLock as CoreFileLock};
-use crate::mutex::Mutex;
+use crate::file::lock::{self as file_lock, FileLock as CoreFileLock};
+use crate::file::naming as lock_path;
+use crate::local::Mutex;
 use crate::registry::Handle;
 use crate::wait::{self, Until};
-use crate::{lock_path, LockError, RawLock};
+use crate::{LockError, RawLock};
 
 /// oslo's lock file path for `name`, validated.
 #[pyfunction]

@@ -7,9 +7,9 @@ use pyo3::prelude::*;
 
 use super::errors::to_pyerr;
 use super::waiting::{acquire_raw, acquire_with_gil, with_lock_protocol, Policy, WithLock};
-use crate::mutex::Mutex;
+use crate::local::Mutex;
+use crate::local::Semaphore as CoreSemaphore;
 use crate::registry::{Handle, Registry};
-use crate::semaphore::Semaphore as CoreSemaphore;
 use crate::RawLock;
 
 pub(super) fn plain_locks() -> &'static Arc<Registry<Mutex>> {

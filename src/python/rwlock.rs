@@ -12,8 +12,8 @@ use pyo3::types::PyModule;
 
 use super::errors::to_pyerr;
 use super::waiting::{acquire, call_python, with_lock_protocol, Policy, WithLock};
+use crate::local::rwlock::{Access, OwnerId, RwLock};
 use crate::registry::{Handle, Registry};
-use crate::rwlock::{Access, OwnerId, RwLock};
 use crate::wait::Until;
 
 pub fn fair_rw_locks() -> &'static Arc<Registry<RwLock>> {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::changes::Changes;
+use super::changes::Changes;
 use crate::wait::{self, Until};
 use crate::LockError;
 

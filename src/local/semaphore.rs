@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::changes::Changes;
+use super::changes::Changes;
 use crate::wait::{self, WaitTicket};
 use crate::{LockError, RawLock};
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex as StateMutex;
 
-use crate::mutex::Mutex;
+use crate::local::Mutex;
 use crate::sys::{self, FileId};
 use crate::wait::{self, Until, WaitTicket};
 use crate::{LockError, RawLock};
