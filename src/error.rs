@@ -17,8 +17,17 @@ pub enum LockError {
     NotHeld,
     /// The caller's interrupt check asked the wait to stop (e.g. a pending signal).
     Interrupted,
-    /// The request contradicts the lock's nature (e.g. a reader asking to become a writer).
+    /// The request contradicts the lock's state (e.g. a reader asking to become a writer).
     Misuse(&'static str),
+    /// A parameter no lock could use (a semaphore of zero permits, a malformed server URL).
+    /// The text names the bad part, never a secret.
+    InvalidArgument(String),
+    /// A lock server or its connection failed (refused, unreachable, timed out, rejected our
+    /// credentials). `server` names where (host:port, a cluster), never a password.
+    Backend { backend: &'static str, server: String, message: String },
+    /// A lock that was held has been taken away (session killed, lease expired, fenced). It is
+    /// not held any more.
+    Lost { name: String, reason: String },
 }
 
 impl fmt::Display for LockError {
@@ -36,6 +45,11 @@ impl fmt::Display for LockError {
             LockError::NotHeld => f.write_str("release of a lock that is not held"),
             LockError::Interrupted => f.write_str("wait for the lock was interrupted"),
             LockError::Misuse(what) => f.write_str(what),
+            LockError::InvalidArgument(what) => f.write_str(what),
+            LockError::Backend { backend, server, message } => {
+                write!(f, "{backend} lock server {server}: {message}")
+            }
+            LockError::Lost { name, reason } => write!(f, "lock {name:?} was lost: {reason}"),
         }
     }
 }

@@ -6,12 +6,15 @@
 pub mod error;
 pub mod file;
 pub mod local;
+pub mod lock;
 pub mod registry;
 mod sys;
+pub use sys::fork;
 pub mod wait;
 
 #[cfg(feature = "python")]
 mod python;
 
 pub use error::LockError;
-pub use wait::{acquire, RawLock};
+pub use lock::{Both, Guard, Lock, Raw, RawLock, Until};
+pub use wait::acquire;

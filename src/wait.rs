@@ -1,4 +1,4 @@
-//! The lock trait every backend implements and the one wait loop they share.
+//! The one wait loop every primitive shares.
 //!
 //! A backend only knows how to try once and how to block for a bounded step (a kernel wait, a
 //! server-side `GET_LOCK(name, step)`). The loop owns deadlines and interruption, so a caller
@@ -6,77 +6,11 @@
 
 use std::time::{Duration, Instant};
 
+pub use crate::lock::{RawLock, Until, WaitTicket};
 use crate::LockError;
 
 /// Longest single blocking step: bounds how late a deadline or an interrupt is noticed.
 pub const DEFAULT_STEP: Duration = Duration::from_millis(50);
-
-/// How long to wait and in what steps: the loop asks its caller whether to stop after each step.
-#[derive(Clone, Copy, Debug)]
-pub struct Until {
-    /// `None`: forever.
-    pub deadline: Option<Instant>,
-    /// Longest single blocking step. Zero makes every step a non-blocking try, for callers
-    /// that must not block their thread (eventlet) and wait in their `interrupted` instead.
-    pub step: Duration,
-}
-
-impl Until {
-    pub fn deadline(deadline: Option<Instant>) -> Until {
-        Until { deadline, step: DEFAULT_STEP }
-    }
-
-    pub fn forever() -> Until {
-        Until::deadline(None)
-    }
-
-    /// One try, no waiting.
-    pub fn now() -> Until {
-        Until::deadline(Some(Instant::now()))
-    }
-
-    /// `timeout` from now; `None` waits forever.
-    pub fn after(timeout: Option<Duration>) -> Until {
-        Until::deadline(deadline_after(timeout))
-    }
-
-    pub fn with_step(self, step: Duration) -> Until {
-        Until { step, ..self }
-    }
-
-    fn passed(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-    }
-}
-
-/// A waiter's place in a backend's queue, kept across the steps of one wait so that a fair lock
-/// does not send a waiter to the back each time a step ends.
-#[derive(Debug, Default)]
-pub struct WaitTicket(pub(crate) Option<u64>);
-
-pub trait RawLock: Send + Sync {
-    /// One attempt that never blocks. `Ok(true)` when the lock is now held.
-    ///
-    /// # Errors
-    /// Broken lock storage or connection; "busy" is `Ok(false)`.
-    fn try_acquire(&self) -> Result<bool, LockError>;
-
-    /// Block at most `step` for the lock. `Ok(true)` when the lock is now held; returning early
-    /// with `Ok(false)` is allowed (the loop tries again).
-    ///
-    /// # Errors
-    /// As `try_acquire`.
-    fn acquire_step(&self, step: Duration, ticket: &mut WaitTicket) -> Result<bool, LockError>;
-
-    /// The wait that owns `ticket` gives up; a queueing backend forgets the waiter.
-    fn cancel_wait(&self, _ticket: &mut WaitTicket) {}
-
-    /// Give the lock back.
-    ///
-    /// # Errors
-    /// `LockError::NotHeld` when it is not held; I/O errors of the backend.
-    fn release(&self) -> Result<(), LockError>;
-}
 
 /// Wait for `lock` until `until.deadline`, asking `interrupted` between steps.
 ///

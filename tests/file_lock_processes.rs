@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use ferrolock::file::FileLock;
 use ferrolock::wait::Until;
+use ferrolock::Lock;
 
 const ROLE: &str = "FERROLOCK_TEST_ROLE";
 const DIR: &str = "FERROLOCK_TEST_DIR";

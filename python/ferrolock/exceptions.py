@@ -43,10 +43,23 @@ class LockUsageError(LockError, RuntimeError):
     """A call the lock's state does not allow, such as releasing a lock that is not held."""
 
 
+class LockBackendError(LockError, ConnectionError):
+    """A lock server or the connection to it failed (refused, unreachable, timed out, wrong
+    credentials). The message names the backend and the server, never a password."""
+
+
+class LockLost(LockError):
+    """A lock that was held has been taken away (its server session was killed, its lease
+    expired, the cluster fenced the holder). It is not held any more: whatever it protected
+    may have been entered by someone else meanwhile."""
+
+
 __all__ = [
     "AcquireLockFailedException",
     "InvalidLockName",
+    "LockBackendError",
     "LockError",
+    "LockLost",
     "LockPathError",
     "LockTimeout",
     "LockUsageError",

@@ -20,9 +20,9 @@ use std::time::Duration;
 use parking_lot::Mutex as StateMutex;
 
 use crate::local::Mutex;
-use crate::sys::{self, FileId};
+use crate::sys::{self, fork, FileId};
 use crate::wait::{self, Until, WaitTicket};
-use crate::{LockError, RawLock};
+use crate::{Lock, LockError, RawLock};
 
 /// Straight re-takes after which a releaser yields the CPU anyway. The kernel wakes waiters on
 /// unlock but hands the lock to none, so a process in a loop keeps re-taking it. Measured on 2
@@ -45,7 +45,7 @@ struct LockFile {
     /// Held: the file is locked too, not only `guard` (which a thread still waiting for the
     /// file holds), so that `release` cannot cut into an acquire in progress.
     held: AtomicBool,
-    /// `sys::fork_generation()` when made. A forked child starts a new cache: `guard` may be
+    /// `fork::generation()` when made. A forked child starts a new cache: `guard` may be
     /// held or waited for by parent threads the child did not get, so these entries are dead
     /// there, and a `FileLock` made before the fork finds its path's entry in the new cache.
     generation: u64,
@@ -60,7 +60,7 @@ impl LockFile {
             contended: AtomicBool::new(false),
             retakes: AtomicU32::new(0),
             held: AtomicBool::new(false),
-            generation: sys::fork_generation(),
+            generation: fork::generation(),
         }
     }
 }
@@ -68,14 +68,14 @@ impl LockFile {
 struct OpenFile {
     fd: Arc<OwnedFd>,
     id: FileId,
-    /// `sys::fork_generation()` when opened. A forked child inherits the descriptor, and with
+    /// `fork::generation()` when opened. A forked child inherits the descriptor, and with
     /// it the parent's open file and lock: it must open its own and never unlock the parent's.
     generation: u64,
 }
 
 impl OpenFile {
     fn inherited(&self) -> bool {
-        self.generation != sys::fork_generation()
+        self.generation != fork::generation()
     }
 }
 
@@ -117,6 +117,16 @@ fn entry_for(path: &Path) -> Arc<LockFile> {
     let file = Arc::new(LockFile::new(path));
     files.insert(path.to_owned(), Arc::clone(&file));
     file
+}
+
+/// Have `forget_inherited` run in every forked child (`fork::run_child_hooks`).
+pub fn register_fork_hook() {
+    fn forget() {
+        // SAFETY: child hooks run in a forked child, on the forking thread, before other
+        // threads start.
+        unsafe { forget_inherited() }
+    }
+    fork::on_child(forget);
 }
 
 /// Lock files this process has entries for (in use or idle with an open descriptor).
@@ -216,7 +226,7 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
         Err(e) => return Err(open_error(path, e)),
     };
     let id = sys::fd_identity(&fd).map_err(|e| io_error(path, "fstat", e))?;
-    Ok(OpenFile { fd: Arc::new(fd), id, generation: sys::fork_generation() })
+    Ok(OpenFile { fd: Arc::new(fd), id, generation: fork::generation() })
 }
 
 impl FileLock {
@@ -230,7 +240,7 @@ impl FileLock {
 
     /// This process's entry: made before a fork, this lock uses the child's entry for its path.
     fn file(&self) -> Cow<'_, Arc<LockFile>> {
-        if self.file.generation == sys::fork_generation() {
+        if self.file.generation == fork::generation() {
             Cow::Borrowed(&self.file)
         } else {
             Cow::Owned(entry_for(&self.file.path))
@@ -245,13 +255,15 @@ impl FileLock {
     pub fn locked(&self) -> bool {
         self.file().guard.locked()
     }
+}
 
+impl Lock for FileLock {
     /// Take the lock, waiting until `until.deadline`; `Ok(false)` when it passed.
     ///
     /// # Errors
     /// `LockPath` when the directory cannot hold the file, `Io` for other failures,
     /// `Interrupted` when `interrupted` said so. Nothing is held after an error.
-    pub fn acquire(
+    fn acquire(
         &self,
         until: Until,
         interrupted: &mut dyn FnMut() -> bool,
@@ -276,7 +288,7 @@ impl FileLock {
 
     /// # Errors
     /// `NotHeld` when no thread of this process holds it; `Io` when the kernel refused.
-    pub fn release(&self) -> Result<(), LockError> {
+    fn release(&self) -> Result<(), LockError> {
         let current = self.file();
         let rebound;
         // A hold taken through this lock before a fork lives on the entry it was taken on.
@@ -310,6 +322,15 @@ impl FileLock {
         unlocked
     }
 
+    /// Held through this lock (a file lock cannot be taken away while this process lives).
+    fn is_still_owner(&self) -> Result<bool, LockError> {
+        let generation = self.held_generation.load(Ordering::Acquire);
+        let file = self.file();
+        Ok(file.generation == generation && file.held.load(Ordering::Acquire))
+    }
+}
+
+impl FileLock {
     /// Delete the lock file if nobody holds it, holding it ourselves while we do, so that no
     /// process can be inside the lock on the old file while another locks a new one.
     /// `Ok(false)` when it was busy (left in place).
@@ -393,7 +414,7 @@ fn lock_file(
             }
             tried => tried,
         };
-        if generation != sys::fork_generation() && !matches!(locked, Err(LockError::Interrupted)) {
+        if generation != fork::generation() && !matches!(locked, Err(LockError::Interrupted)) {
             // Forked while waiting (a greenthread's wait): that descriptor was the parent's,
             // retired in this child. Start again on one of our own. No unlock: unretired (the
             // fork caught the cache mid-change), it would still be the parent's lock.

@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use super::changes::Changes;
 use crate::wait::{self, Until};
+use crate::Lock;
 use crate::LockError;
 
 pub type OwnerId = u64;
@@ -209,6 +210,34 @@ impl RwLock {
     pub fn idle(&self) -> bool {
         let s = self.state.lock();
         s.writer.is_none() && s.readers.is_empty() && s.queue.is_empty()
+    }
+}
+
+/// One owner's side of a reader-writer lock, as a `Lock`.
+pub struct Side<'a> {
+    pub lock: &'a RwLock,
+    pub owner: OwnerId,
+    pub access: Access,
+}
+
+impl Lock for Side<'_> {
+    fn acquire(
+        &self,
+        until: Until,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        self.lock.acquire(self.owner, self.access, until, interrupted)
+    }
+
+    fn release(&self) -> Result<(), LockError> {
+        self.lock.release(self.owner, self.access)
+    }
+
+    fn is_still_owner(&self) -> Result<bool, LockError> {
+        Ok(match self.access {
+            Access::Write => self.lock.is_writer(self.owner),
+            Access::Read => self.lock.is_reader(self.owner),
+        })
     }
 }
 

@@ -25,10 +25,10 @@ struct State {
 
 impl Semaphore {
     /// # Errors
-    /// `LockError::Misuse` when `permits` is zero (nobody could ever enter).
+    /// `LockError::InvalidArgument` when `permits` is zero (nobody could ever enter).
     pub fn new(permits: usize, fair: bool) -> Result<Self, LockError> {
         if permits == 0 {
-            return Err(LockError::Misuse("a semaphore needs at least one permit"));
+            return Err(LockError::InvalidArgument("a semaphore needs at least one permit".into()));
         }
         Ok(Semaphore {
             permits,

@@ -1,7 +1,7 @@
 //! The one mapping from core errors to Python exceptions. The exception classes live in
 //! `ferrolock/exceptions.py` so Python code can import them without the native module.
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::LockError;
@@ -11,24 +11,38 @@ pyo3::import_exception!(ferrolock.exceptions, LockTimeout);
 pyo3::import_exception!(ferrolock.exceptions, InvalidLockName);
 pyo3::import_exception!(ferrolock.exceptions, LockPathError);
 pyo3::import_exception!(ferrolock.exceptions, LockUsageError);
+pyo3::import_exception!(ferrolock.exceptions, LockBackendError);
+pyo3::import_exception!(ferrolock.exceptions, LockLost);
 
-/// `interrupted` is the exception that stopped a wait (a pending KeyboardInterrupt).
-pub fn to_pyerr(err: LockError, interrupted: Option<PyErr>) -> PyErr {
-    match err {
-        LockError::InvalidName { .. } => InvalidLockName::new_err(err.to_string()),
-        LockError::LockPath { ref path, ref source } => LockPathError::new_err((
-            source.raw_os_error().unwrap_or(0),
-            format!("lock_path cannot hold lock files: {}", strerror(source)),
-            path.to_string_lossy().into_owned(),
-        )),
-        LockError::Io { ref path, op, ref source } => PyOSError::new_err((
-            source.raw_os_error().unwrap_or(0),
-            format!("{} ({op} of the lock file)", strerror(source)),
-            path.to_string_lossy().into_owned(),
-        )),
-        LockError::NotHeld | LockError::Misuse(_) => LockUsageError::new_err(err.to_string()),
-        LockError::Interrupted => interrupted
-            .unwrap_or_else(|| PyRuntimeError::new_err("wait for the lock was interrupted")),
+impl From<LockError> for PyErr {
+    fn from(err: LockError) -> PyErr {
+        match err {
+            LockError::InvalidName { .. } => InvalidLockName::new_err(err.to_string()),
+            LockError::LockPath { ref path, ref source } => LockPathError::new_err((
+                source.raw_os_error().unwrap_or(0),
+                format!("lock_path cannot hold lock files: {}", strerror(source)),
+                path.to_string_lossy().into_owned(),
+            )),
+            LockError::Io { ref path, op, ref source } => PyOSError::new_err((
+                source.raw_os_error().unwrap_or(0),
+                format!("{} ({op} of the lock file)", strerror(source)),
+                path.to_string_lossy().into_owned(),
+            )),
+            LockError::NotHeld | LockError::Misuse(_) => LockUsageError::new_err(err.to_string()),
+            LockError::InvalidArgument(_) => PyValueError::new_err(err.to_string()),
+            LockError::Backend { .. } => LockBackendError::new_err(err.to_string()),
+            LockError::Lost { .. } => LockLost::new_err(err.to_string()),
+            LockError::Interrupted => PyRuntimeError::new_err(err.to_string()),
+        }
+    }
+}
+
+/// A wait's error: `Interrupted` becomes the exception that stopped it (a pending
+/// KeyboardInterrupt, an eventlet timeout), when there is one.
+pub fn wait_error(err: LockError, pending: Option<PyErr>) -> PyErr {
+    match (err, pending) {
+        (LockError::Interrupted, Some(pending)) => pending,
+        (err, _) => err.into(),
     }
 }
 

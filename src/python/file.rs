@@ -6,16 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::entry::external_lock_dir;
-use super::errors::to_pyerr;
+use super::config::external_lock_dir;
+use super::hold;
 use super::internal::plain_locks;
-use super::waiting::{acquire, reset_exit_state_after_fork, with_lock_protocol, Policy, WithLock};
+use super::policy::Policy;
+use super::protocol::{with_lock_protocol, WithLock};
 use crate::file::lock::{self as file_lock, FileLock as CoreFileLock};
 use crate::file::naming as lock_path;
 use crate::local::Mutex;
 use crate::registry::Handle;
-use crate::wait::{self, Until};
-use crate::{LockError, RawLock};
+use crate::{Both, LockError, Raw};
 
 /// oslo's lock file path for `name`, validated.
 #[pyfunction]
@@ -25,7 +25,7 @@ pub fn lock_file_path(
     name: &str,
     lock_file_prefix: Option<&str>,
 ) -> PyResult<PathBuf> {
-    lock_path::lock_file_path(&lock_path, name, lock_file_prefix).map_err(|e| to_pyerr(e, None))
+    Ok(lock_path::lock_file_path(&lock_path, name, lock_file_prefix)?)
 }
 
 /// oslo's `lock(name, external=True)` (lock_path: None reads the configuration).
@@ -48,16 +48,6 @@ pub fn external_lock(
     })
 }
 
-/// Run in a forked child (`os.register_at_fork`): drop what the parent's threads left behind
-/// (lock-file descriptors, waiters counted at exit).
-#[pyfunction]
-pub fn after_fork_in_child() {
-    // SAFETY: registered with os.register_at_fork(after_in_child=...), so this runs in the
-    // child, on the thread that forked, before any other thread exists.
-    unsafe { file_lock::forget_inherited() };
-    reset_exit_state_after_fork();
-}
-
 /// Lock files with an entry (and usually an open descriptor) in this process.
 #[pyfunction]
 pub fn cached_lock_files() -> usize {
@@ -77,18 +67,18 @@ pub struct FileLock {
 
 impl WithLock for FileLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        let got = take_both(py, policy, None, Some(&self.core))?;
+        let got = hold::acquire(py, policy, &self.core)?;
         if got {
             self.held.store(true, Ordering::Release);
         }
         Ok(got)
     }
 
-    fn give_back(&self) -> PyResult<()> {
+    fn give_back(&self, py: Python<'_>) -> PyResult<()> {
         if !self.held.swap(false, Ordering::AcqRel) {
-            return Err(to_pyerr(LockError::NotHeld, None));
+            return Err(LockError::NotHeld.into());
         }
-        self.core.release().map_err(|e| to_pyerr(e, None))
+        hold::release(py, &self.core)
     }
 
     fn lock_name(&self) -> &str {
@@ -122,26 +112,23 @@ impl WithLock for ExternalLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
         let file = match external_lock_dir(py, self.lock_path.as_ref().map(|p| p.bind(py)))? {
             Some(dir) => {
-                let path = lock_path::lock_file_path(&dir, &self.name, self.prefix.as_deref())
-                    .map_err(|e| to_pyerr(e, None))?;
+                let path = lock_path::lock_file_path(&dir, &self.name, self.prefix.as_deref())?;
                 Some(CoreFileLock::new(&path))
             }
             None => None,
         };
-        let got = take_both(py, policy, Some(&self.internal), file.as_ref())?;
+        let got = hold::acquire(py, policy, &Both(Raw(&*self.internal), file.as_ref()))?;
         if got {
             *self.hold.lock() = Some(file);
         }
         Ok(got)
     }
 
-    fn give_back(&self) -> PyResult<()> {
+    fn give_back(&self, py: Python<'_>) -> PyResult<()> {
         let Some(file) = self.hold.lock().take() else {
-            return Err(to_pyerr(LockError::NotHeld, None));
+            return Err(LockError::NotHeld.into());
         };
-        let unlocked = file.map_or(Ok(()), |f| f.release());
-        self.internal.release().map_err(|e| to_pyerr(e, None))?;
-        unlocked.map_err(|e| to_pyerr(e, None))
+        hold::release(py, &Both(Raw(&*self.internal), file.as_ref()))
     }
 
     fn lock_name(&self) -> &str {
@@ -151,47 +138,6 @@ impl WithLock for ExternalLock {
     fn with_policy(&self) -> Policy {
         self.policy
     }
-}
-
-/// Take `internal` (when given) then `file` (when given); nothing is held unless both are.
-fn take_both(
-    py: Python<'_>,
-    policy: Policy,
-    internal: Option<&Mutex>,
-    file: Option<&CoreFileLock>,
-) -> PyResult<bool> {
-    let take_file = |until: Until, interrupted: &mut dyn FnMut() -> bool| {
-        let got = file.map_or(Ok(true), |f| f.acquire(until, interrupted));
-        if let (Some(int), false) = (internal, matches!(got, Ok(true))) {
-            // Taken by this call a moment ago, so giving it back cannot fail.
-            let _ = int.release();
-        }
-        got
-    };
-    acquire(
-        py,
-        policy,
-        || {
-            if let Some(int) = internal {
-                if !int.try_acquire()? {
-                    return Ok(false);
-                }
-            }
-            take_file(Until::now(), &mut || false)
-        },
-        move |until, interrupted| {
-            if let Some(int) = internal {
-                if !wait::acquire(int, until, interrupted)? {
-                    return Ok(false);
-                }
-            }
-            take_file(until, interrupted)
-        },
-        move || {
-            let _ = file.map(CoreFileLock::release);
-            let _ = internal.map(RawLock::release);
-        },
-    )
 }
 
 with_lock_protocol!(FileLock);
@@ -254,7 +200,7 @@ impl FileLock {
 
     /// Delete the lock file unless someone holds it; returns whether it is gone.
     fn remove_if_unused(&self) -> PyResult<bool> {
-        self.core.remove_if_unused().map_err(|e| to_pyerr(e, None))
+        Ok(self.core.remove_if_unused()?)
     }
 
     fn __repr__(&self) -> String {

@@ -5,12 +5,13 @@ use std::sync::{Arc, OnceLock};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::to_pyerr;
-use super::waiting::{acquire_raw, acquire_with_gil, with_lock_protocol, Policy, WithLock};
+use super::hold;
+use super::policy::Policy;
+use super::protocol::{with_lock_protocol, WithLock};
 use crate::local::Mutex;
 use crate::local::Semaphore as CoreSemaphore;
 use crate::registry::{Handle, Registry};
-use crate::RawLock;
+use crate::{Raw, RawLock};
 
 pub(super) fn plain_locks() -> &'static Arc<Registry<Mutex>> {
     static LOCKS: OnceLock<Arc<Registry<Mutex>>> = OnceLock::new();
@@ -113,12 +114,12 @@ impl InternalLock {
 impl WithLock for InternalLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
         match &self.kind {
-            Kind::Plain(m) => acquire_with_gil(py, policy, &**m),
-            Kind::Fair(f) => acquire_raw(py, policy, &**f),
+            Kind::Plain(m) => hold::acquire_local(py, policy, &**m),
+            Kind::Fair(f) => hold::acquire(py, policy, &Raw(&**f)),
         }
     }
-    fn give_back(&self) -> PyResult<()> {
-        self.kind.raw().release().map_err(|e| to_pyerr(e, None))
+    fn give_back(&self, _py: Python<'_>) -> PyResult<()> {
+        Ok(self.kind.raw().release()?)
     }
     fn lock_name(&self) -> &str {
         self.name()
@@ -141,9 +142,7 @@ impl InternalLock {
         if !fair {
             return Self::plain(plain_locks(), name, policy);
         }
-        let handle = fair_locks()
-            .get(name, || CoreSemaphore::new(1, true))
-            .map_err(|e| to_pyerr(e, None))?;
+        let handle = fair_locks().get(name, || CoreSemaphore::new(1, true))?;
         Ok(InternalLock { kind: Kind::Fair(handle), policy })
     }
 
@@ -201,7 +200,7 @@ impl Semaphore {
                 || CoreSemaphore::new(permits, fair),
                 |s| s.permits() == permits && s.is_fair() == fair,
             )
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(PyErr::from)?;
         if handle.permits() != permits || handle.is_fair() != fair {
             return Err(PyValueError::new_err(format!(
                 "semaphore {name:?} is in use with permits={} fair={}",
@@ -243,10 +242,10 @@ impl Semaphore {
 
 impl WithLock for Semaphore {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        acquire_raw(py, policy, &*self.handle)
+        hold::acquire(py, policy, &Raw(&*self.handle))
     }
-    fn give_back(&self) -> PyResult<()> {
-        self.handle.release().map_err(|e| to_pyerr(e, None))
+    fn give_back(&self, _py: Python<'_>) -> PyResult<()> {
+        Ok(self.handle.release()?)
     }
     fn lock_name(&self) -> &str {
         self.handle.name()

@@ -10,11 +10,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyModule;
 
-use super::errors::to_pyerr;
-use super::waiting::{acquire, call_python, with_lock_protocol, Policy, WithLock};
-use crate::local::rwlock::{Access, OwnerId, RwLock};
+use super::exit::call_python;
+use super::hold;
+use super::policy::Policy;
+use super::protocol::{with_lock_protocol, WithLock};
+use crate::local::rwlock::{Access, OwnerId, RwLock, Side};
 use crate::registry::{Handle, Registry};
-use crate::wait::Until;
 
 pub fn fair_rw_locks() -> &'static Arc<Registry<RwLock>> {
     static LOCKS: OnceLock<Arc<Registry<RwLock>>> = OnceLock::new();
@@ -46,16 +47,7 @@ impl ReaderWriterLock {
         access: Access,
         policy: Policy,
     ) -> PyResult<bool> {
-        let lock = self.lock();
-        acquire(
-            py,
-            policy,
-            || lock.acquire(owner, access, Until::now(), &mut || false),
-            move |until, interrupted| lock.acquire(owner, access, until, interrupted),
-            move || {
-                let _ = lock.release(owner, access);
-            },
-        )
+        hold::acquire(py, policy, &Side { lock: self.lock(), owner, access })
     }
 }
 
@@ -105,11 +97,11 @@ impl ReaderWriterLock {
     }
 
     fn release_read(&self, owner: OwnerId) -> PyResult<()> {
-        self.lock().release(owner, Access::Read).map_err(|e| to_pyerr(e, None))
+        Ok(self.lock().release(owner, Access::Read)?)
     }
 
     fn release_write(&self, owner: OwnerId) -> PyResult<()> {
-        self.lock().release(owner, Access::Write).map_err(|e| to_pyerr(e, None))
+        Ok(self.lock().release(owner, Access::Write)?)
     }
 
     fn is_reader_id(&self, owner: OwnerId) -> bool {
@@ -166,27 +158,17 @@ fn current_owner(py: Python<'_>) -> PyResult<OwnerId> {
 
 impl WithLock for FairWriteLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        let lock: &RwLock = &self.handle;
         let owner = current_owner(py)?;
-        let got = acquire(
-            py,
-            policy,
-            || lock.acquire(owner, Access::Write, Until::now(), &mut || false),
-            move |until, interrupted| lock.acquire(owner, Access::Write, until, interrupted),
-            move || {
-                let _ = lock.release(owner, Access::Write);
-            },
-        )?;
+        let got =
+            hold::acquire(py, policy, &Side { lock: &self.handle, owner, access: Access::Write })?;
         if got {
             self.owner.store(owner, Ordering::Release);
         }
         Ok(got)
     }
 
-    fn give_back(&self) -> PyResult<()> {
-        self.handle
-            .release(self.owner.load(Ordering::Acquire), Access::Write)
-            .map_err(|e| to_pyerr(e, None))
+    fn give_back(&self, _py: Python<'_>) -> PyResult<()> {
+        Ok(self.handle.release(self.owner.load(Ordering::Acquire), Access::Write)?)
     }
 
     fn lock_name(&self) -> &str {

@@ -7,10 +7,10 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+pub mod fork;
 #[cfg(target_os = "linux")]
 mod wake_timer;
 
@@ -20,24 +20,6 @@ const SET_LOCK: libc::c_int = libc::F_OFD_SETLK;
 const SET_LOCK_WAIT: libc::c_int = libc::F_OFD_SETLKW;
 #[cfg(not(target_os = "linux"))]
 const SET_LOCK: libc::c_int = libc::F_SETLK;
-
-static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: a child of a threaded parent may do nothing more here.
-    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
-/// How many forks separate this process from the one that started counting: a descriptor
-/// opened in another generation belongs to our parent's open file, whose lock the parent holds.
-pub fn fork_generation() -> u64 {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        // SAFETY: registers a handler that only touches an atomic; no prepare/parent handlers.
-        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
-    });
-    FORK_GENERATION.load(Ordering::Relaxed)
-}
 
 /// Which file a descriptor or path is, to notice a lock file replaced behind our back.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

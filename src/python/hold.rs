@@ -1,0 +1,172 @@
+//! How a Python caller takes and gives back any `Lock`: first one try (with the GIL held when
+//! the try is a futex or fcntl call, so the uncontended path costs no GIL switch; released when
+//! it is a network round trip), then blocking waits with the GIL released, checking for signals
+//! between bounded steps, or green waits under eventlet.
+//!
+//! Either the caller ends up holding the lock, or nothing is held: a wait that wins while a
+//! signal is pending gives the lock back before the signal's exception is raised, so no Python
+//! code runs between taking the lock and handing it to the caller.
+
+use pyo3::prelude::*;
+
+use super::errors::wait_error;
+use super::exit::{park_if_exiting, sleep_forever, Reattaching};
+use super::green;
+use super::policy::Policy;
+use crate::{Lock, LockError, Raw, RawLock, Until};
+
+/// `Ok(false)` when the policy's time ran out.
+pub fn acquire(py: Python<'_>, policy: Policy, lock: &dyn Lock) -> PyResult<bool> {
+    if try_once(py, lock)? {
+        return Ok(true);
+    }
+    if !policy.blocking {
+        return Ok(false);
+    }
+    wait(py, policy.until(lock.max_step()), lock)
+}
+
+/// Give `lock` back (with the GIL released when that is a network round trip).
+pub fn release(py: Python<'_>, lock: &dyn Lock) -> PyResult<()> {
+    if lock.blocking_io() {
+        py.detach(|| lock.release())?;
+    } else {
+        lock.release()?;
+    }
+    Ok(())
+}
+
+/// Whether the current hold is still ours (asks the server for a server lock).
+#[allow(dead_code)] // for the server locks' bindings
+pub fn is_still_owner(py: Python<'_>, lock: &dyn Lock) -> PyResult<bool> {
+    Ok(if lock.blocking_io() {
+        py.detach(|| lock.is_still_owner())?
+    } else {
+        lock.is_still_owner()?
+    })
+}
+
+fn try_once(py: Python<'_>, lock: &dyn Lock) -> PyResult<bool> {
+    let now = Until::now().with_step(lock.max_step());
+    if !lock.blocking_io() {
+        return Ok(lock.acquire(now, &mut || false)?);
+    }
+    let got = py.detach(|| lock.acquire(now, &mut || false))?;
+    if got {
+        hand_over(py, lock)?;
+    }
+    Ok(got)
+}
+
+/// A contended wait: green under eventlet, else detached in bounded steps.
+fn wait(py: Python<'_>, until: Until, lock: &dyn Lock) -> PyResult<bool> {
+    park_if_exiting(py);
+    if let Some(sleep) = green::green_sleep(py)? {
+        let got = green::wait(&sleep, lock, until);
+        if super::exit::exiting_elsewhere() {
+            // A wait in a thread other than the exiting one (eventlet's tpool) stopped for the
+            // exit: give back what it took, then sleep without running more Python.
+            if matches!(got, Ok(true)) {
+                let _ = lock.release();
+            }
+            park_if_exiting(py);
+        }
+        return got;
+    }
+    let got =
+        detached(py, until, &mut |until, interrupted| lock.acquire(until, interrupted), lock)?;
+    if got {
+        hand_over(py, lock)?;
+    }
+    Ok(got)
+}
+
+/// The lock was just taken with the GIL released: a signal that arrived meanwhile would be
+/// raised by the next Python instruction, before the caller could record the hold. Raise it
+/// here instead, with the lock given back.
+fn hand_over(py: Python<'_>, lock: &dyn Lock) -> PyResult<()> {
+    if let Err(signal) = py.check_signals() {
+        let _ = if lock.blocking_io() { py.detach(|| lock.release()) } else { lock.release() };
+        return Err(signal);
+    }
+    Ok(())
+}
+
+type WaitFn<'a> = dyn FnMut(Until, &mut dyn FnMut() -> bool) -> Result<bool, LockError> + Send + 'a;
+
+/// Runs `wait` with the GIL released; between its steps it re-attaches to check for signals
+/// (KeyboardInterrupt comes out of here with nothing held). `holding` is what a successful wait
+/// took, given back when the interpreter went away meanwhile.
+fn detached(
+    py: Python<'_>,
+    until: Until,
+    wait: &mut WaitFn<'_>,
+    holding: &dyn Lock,
+) -> PyResult<bool> {
+    let mut pending: Option<PyErr> = None;
+    let (outcome, _counted) = py.detach(|| {
+        let mut interrupted = || {
+            let Some(_counted) = Reattaching::enter() else {
+                // No Python to return to any more: stop waiting, holding nothing.
+                return true;
+            };
+            Python::try_attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    pending = Some(e);
+                    true
+                }
+            })
+            .unwrap_or(false)
+        };
+        let outcome = wait(until, &mut interrupted);
+        let Some(counted) = Reattaching::enter() else {
+            // The interpreter is going away and would end this daemon thread as it takes the
+            // GIL back, by unwinding it through our frames, which aborts the process. It gives
+            // back what it took and sleeps until the process is gone.
+            if matches!(outcome, Ok(true)) {
+                let _ = holding.release();
+            }
+            sleep_forever();
+        };
+        (outcome, counted)
+    });
+    outcome.map_err(|e| wait_error(e, pending))
+}
+
+/// An in-process lock that Python threads contend for. A waiter does not take the lock while
+/// it is away from the GIL: it waits until the lock is free, then takes it only once it holds
+/// the GIL again. Otherwise each handoff would park the thread that holds the GIL (and would
+/// simply have re-taken the lock) until the woken waiter gets the GIL: a convoy that costs a
+/// GIL switch per cycle. Not for fair locks, whose waiters must be served in order.
+pub fn acquire_local(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyResult<bool> {
+    if lock.try_acquire()? {
+        return Ok(true);
+    }
+    if !policy.blocking {
+        return Ok(false);
+    }
+    park_if_exiting(py);
+    let raw = Raw(lock);
+    let until = policy.until(raw.max_step());
+    if let Some(sleep) = green::green_sleep(py)? {
+        return green::wait(&sleep, &raw, until);
+    }
+    let nothing: Option<&Raw<'_, dyn RawLock>> = None;
+    loop {
+        let mut see_free = |until, interrupted: &mut dyn FnMut() -> bool| {
+            let got = raw.acquire(until, interrupted)?;
+            if got {
+                lock.release()?;
+            }
+            Ok(got)
+        };
+        if !detached(py, until, &mut see_free, &nothing)? {
+            return Ok(false);
+        }
+        if lock.try_acquire()? {
+            hand_over(py, &raw)?;
+            return Ok(true);
+        }
+    }
+}
