@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ferrolock import demo as ferro_demo
 from ferrolock import holders as ferro_holders
+from ferrolock.cli.demo import story as demo_story
+from ferrolock.cli.demo.backends import mask_url
+from ferrolock.cli.demo.worker import LOCK_NAME
 from ferrolock.holders import LockEntry, parse_lock_line
 
 from testutil import Child, child_env, console_script, run_cli
@@ -461,7 +463,7 @@ def test_demo_file_backend_uses_the_directory(tmp_path):
     assert f"backend: file://{d}\n" in r.stdout, r.stdout  # not a temporary dir
     assert r.stdout.rstrip().splitlines()[-1] == "PASS"
     # the lock file is in DIR and left there (lock files are never deleted)
-    assert sorted(p.name for p in d.iterdir()) == [ferro_demo.LOCK_NAME]
+    assert sorted(p.name for p in d.iterdir()) == [LOCK_NAME]
 
 
 def test_demo_unusable_file_backend_exits_2(tmp_path):
@@ -502,7 +504,7 @@ def test_demo_unusable_file_backend_exits_2(tmp_path):
     ],
 )
 def test_mask_url(url, expected):
-    assert ferro_demo.mask_url(url) == expected
+    assert mask_url(url) == expected
 
 
 @pytest.mark.parametrize(
@@ -514,7 +516,7 @@ def test_mask_url(url, expected):
     ],
 )
 def test_mask_url_never_shows_the_secret(url):
-    masked = ferro_demo.mask_url(url)
+    masked = mask_url(url)
     assert "hunter2" not in masked
     assert "***" in masked
 
@@ -523,20 +525,20 @@ def test_mask_url_never_shows_the_secret(url):
 
 
 def test_check_intervals_empty_passes():
-    result = ferro_demo.check_intervals([], 0)
+    result = demo_story.check_intervals([], 0)
     assert (result.flattens, result.counter, result.overlaps, result.passed) == (0, 0, [], True)
 
 
 def test_check_intervals_disjoint_and_touching_pass():
     lines = ["b 2.0 3.0", "a 0.0 1.0", "c 3.0 4.5"]  # unsorted; b and c touch at 3.0
-    result = ferro_demo.check_intervals(lines, 3)
+    result = demo_story.check_intervals(lines, 3)
     assert result.flattens == 3
     assert result.overlaps == []
     assert result.passed
 
 
 def test_check_intervals_reports_overlap():
-    result = ferro_demo.check_intervals(["compute-1 0.0 2.0", "compute-2 1.5 3.0"], 2)
+    result = demo_story.check_intervals(["compute-1 0.0 2.0", "compute-2 1.5 3.0"], 2)
     assert len(result.overlaps) == 1
     earlier, later, seconds = result.overlaps[0]
     assert (earlier, later) == ("compute-1", "compute-2")
@@ -546,14 +548,14 @@ def test_check_intervals_reports_overlap():
 
 def test_check_intervals_nested_overlaps_name_the_long_holder():
     lines = ["long 0.0 10.0", "x 1.0 2.0", "y 3.0 4.0", "z 11.0 12.0"]
-    result = ferro_demo.check_intervals(lines, 4)
+    result = demo_story.check_intervals(lines, 4)
     assert [(e, w) for e, w, _ in result.overlaps] == [("long", "x"), ("long", "y")]
     assert [s for _, _, s in result.overlaps] == pytest.approx([9.0, 7.0])
     assert not result.passed
 
 
 def test_check_intervals_lost_update_fails_without_overlap():
-    result = ferro_demo.check_intervals(["a 0.0 1.0", "b 1.5 2.0"], 1)
+    result = demo_story.check_intervals(["a 0.0 1.0", "b 1.5 2.0"], 1)
     assert result.overlaps == []
     assert result.flattens == 2 and result.counter == 1
     assert not result.passed

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ferrolock._intervals import overlaps
+
 WORKERS = 4
 ITERS = 300
 
@@ -68,9 +70,8 @@ def _run_workers(
 
 
 def _assert_no_overlap(intervals) -> None:
-    intervals = sorted(intervals)
-    overlaps = [(a, b) for a, b in zip(intervals, intervals[1:]) if b[0] < a[1]]
-    assert not overlaps, f"{len(overlaps)} overlapping critical sections, e.g. {overlaps[:3]}"
+    found = overlaps(intervals)
+    assert not found, f"{len(found)} overlapping critical sections, e.g. {found[:3]}"
 
 
 @pytest.mark.timeout(240)

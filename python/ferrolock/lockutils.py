@@ -11,9 +11,7 @@ The hot path (no DEBUG logging, default semaphores, not fair) returns a native l
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import inspect
 import logging
 import os
 import shutil
@@ -23,11 +21,14 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Callable, Optional, TypeVar, cast
 
 from ferrolock import _native
-from ferrolock.exceptions import AcquireLockFailedException, LockPathError, LockTimeout
+from ferrolock._compose import held, layered_lock
+from ferrolock._decorate import callable_name
+from ferrolock.exceptions import AcquireLockFailedException, LockPathError
+from ferrolock.interprocess import InterProcessLock
 from ferrolock.rwlock import ReaderWriterLock
 
 LOG = logging.getLogger(__name__)
@@ -199,51 +200,7 @@ def internal_lock(name: str, semaphores: Optional[Semaphores] = None, blocking: 
         return _native.internal_lock(_lock_name(name), blocking)
     if type(semaphores) in (Semaphores, _ProcessSemaphores):
         return semaphores._registry.get(_lock_name(name), blocking=blocking)
-    return _held(semaphores.get(name), name, blocking, None)
-
-
-class InterProcessLock:
-    """fasteners' ``InterProcessLock`` interface (what oslo's ``external_lock`` returns) over a
-    ``FileLock``: ``acquire(blocking, delay, max_delay, timeout)``, where ``delay`` and
-    ``max_delay`` were polling intervals and are unused, since waiters are woken."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = _native.FileLock(path)
-        self.acquired = False
-
-    def acquire(
-        self,
-        blocking: bool = True,
-        delay: float = 0.01,
-        max_delay: float = 0.1,
-        timeout: Optional[float] = None,
-    ) -> bool:
-        got = self._lock.acquire(bool(blocking), timeout if blocking else None)
-        if got:  # a failed try (another thread's) must not forget this object's hold
-            self.acquired = True
-        return got
-
-    def exists(self) -> bool:
-        """Whether the lock file exists (fasteners' ``exists``)."""
-        return os.path.exists(self.path)
-
-    def release(self) -> None:
-        if not self.acquired:
-            # fasteners' error; the file may well be held, through another object
-            raise threading.ThreadError("Unable to release an unacquired lock")
-        self._lock.release()
-        self.acquired = False
-
-    def __enter__(self) -> InterProcessLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"<ferrolock.lockutils.InterProcessLock path={self.path!r}>"
+    return held(semaphores.get(name), name, blocking, None)
 
 
 def external_lock(
@@ -271,73 +228,6 @@ def remove_external_lock_file(
                 LOG.debug("Lock file %(file)s is in use; not removed", {"file": lock_file_path})
         except OSError:
             LOG.warning("Failed to remove file %(file)s", {"file": lock_file_path})
-
-
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    return None if timeout is None else time.monotonic() + timeout
-
-
-def _left(deadline: Optional[float]) -> Optional[float]:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-@contextlib.contextmanager
-def _held(
-    lk: Any, name: str, blocking: bool, timeout: Optional[float], deadline: Optional[float] = None
-) -> Iterator[Any]:
-    """Hold any lock with acquire/release (ours, or a container's ``threading.Semaphore``)."""
-    if not blocking:
-        got = lk.acquire(blocking=False)
-    elif timeout is None:
-        got = lk.acquire()
-    else:
-        got = lk.acquire(timeout=_left(deadline) if deadline is not None else timeout)
-    if not got:
-        raise AcquireLockFailedException(name) if timeout is None else LockTimeout(name, timeout)
-    try:
-        yield lk
-    finally:
-        lk.release()
-
-
-@contextlib.contextmanager
-def _layered_lock(
-    name: str,
-    lock_file_prefix: Optional[str],
-    external: bool,
-    lock_path: Optional[str],
-    do_log: bool,
-    semaphores: Optional[Semaphores],
-    fair: bool,
-    blocking: bool,
-    timeout: Optional[float],
-) -> Iterator[Any]:
-    """oslo's lock() step by step: in-process lock, then the file lock, with oslo's log lines."""
-    deadline = _deadline(timeout)
-    int_lock: Any
-    if fair:
-        int_lock = _native.fair_lock(name, blocking, timeout)
-    elif semaphores is None:
-        int_lock = _native.internal_lock(name, blocking, timeout)
-    else:
-        int_lock = _held(semaphores.get(name), name, blocking, timeout, deadline)
-    if do_log:
-        LOG.debug('Acquiring lock "%s"', name)
-    with int_lock as held:
-        if do_log:
-            LOG.debug('Acquired lock "%(lock)s"', {"lock": name})
-        try:
-            if external and not _process_locking_disabled():
-                ext_lock = _native.FileLock(_get_lock_path(name, lock_file_prefix, lock_path))
-                with _held(ext_lock, name, blocking, timeout, deadline):
-                    if do_log:
-                        LOG.debug('Acquired external semaphore "%(lock)s"', {"lock": name})
-                    yield ext_lock
-            else:
-                yield held
-        finally:
-            if do_log:
-                LOG.debug('Releasing lock "%(lock)s"', {"lock": name})
 
 
 def _lock_name(name: Any) -> str:
@@ -372,8 +262,18 @@ def _python_lock(
             return make(name, blocking, timeout)
         if not fair:
             return _external_lock(name, lock_file_prefix, lock_path, blocking, timeout)
-    return _layered_lock(
-        name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
+    file_path: Optional[Callable[[], Optional[str]]] = None
+    if external:
+        file_path = functools.partial(_external_file, name, lock_file_prefix, lock_path)
+    return layered_lock(name, file_path, do_log, semaphores, fair, blocking, timeout)
+
+
+def _external_file(
+    name: str, lock_file_prefix: Optional[str], lock_path: Optional[str]
+) -> Optional[str]:
+    """The lock file of an external lock, or None while process locking is disabled."""
+    return (
+        None if _process_locking_disabled() else _get_lock_path(name, lock_file_prefix, lock_path)
     )
 
 
@@ -389,21 +289,6 @@ lock = _native.lock
 def lock_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:
     """``lock`` with ``lock_file_prefix`` bound (``nova`` and ``nova-`` are equal)."""
     return functools.partial(lock, lock_file_prefix=lock_file_prefix)
-
-
-def _callable_name(f: Any) -> str:
-    """oslo_utils.reflection.get_callable_name, as oslo's log lines name functions."""
-    owner = getattr(f, "__self__", None)
-    if owner is not None and not inspect.ismodule(owner):
-        cls = owner if isinstance(owner, type) else type(owner)
-        qualname = getattr(f, "__qualname__", None)
-        if qualname is None:
-            return ".".join((cls.__module__, cls.__name__, f.__name__))
-        return ".".join((cls.__module__, qualname))
-    if inspect.isfunction(f) or inspect.ismethod(f):
-        return ".".join((f.__module__, f.__qualname__))
-    cls = f if isinstance(f, type) else type(f)
-    return ".".join((cls.__module__, getattr(cls, "__qualname__", cls.__name__)))
 
 
 def synchronized(
@@ -430,7 +315,7 @@ def synchronized(
     simple = not (external or fair or semaphores is not None)
 
     def wrap(f: F) -> F:
-        f_name = _callable_name(f)
+        f_name = callable_name(f)
         # Holding the lock object keeps the name's registry entry for the decorated function's
         # lifetime: each call then costs one native enter and exit.
         native = (

@@ -1,0 +1,54 @@
+"""fasteners' ``InterProcessLock`` shape (what oslo's ``lockutils.external_lock`` returns and what
+oslo users call), over ferrolock's ``FileLock``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional
+
+from ferrolock import _native
+
+
+class InterProcessLock:
+    """fasteners' ``InterProcessLock`` interface over a ``FileLock``: ``acquire(blocking, delay,
+    max_delay, timeout)``, where ``delay`` and ``max_delay`` were polling intervals and are
+    unused, since waiters are woken."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = _native.FileLock(path)
+        self.acquired = False
+
+    def acquire(
+        self,
+        blocking: bool = True,
+        delay: float = 0.01,
+        max_delay: float = 0.1,
+        timeout: Optional[float] = None,
+    ) -> bool:
+        got = self._lock.acquire(bool(blocking), timeout if blocking else None)
+        if got:  # a failed try (another thread's) must not forget this object's hold
+            self.acquired = True
+        return got
+
+    def exists(self) -> bool:
+        """Whether the lock file exists (fasteners' ``exists``)."""
+        return os.path.exists(self.path)
+
+    def release(self) -> None:
+        if not self.acquired:
+            # fasteners' error; the file may well be held, through another object
+            raise threading.ThreadError("Unable to release an unacquired lock")
+        self._lock.release()
+        self.acquired = False
+
+    def __enter__(self) -> InterProcessLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<ferrolock.lockutils.InterProcessLock path={self.path!r}>"
