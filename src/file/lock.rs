@@ -246,6 +246,12 @@ impl FileLock {
         self.file().guard.locked()
     }
 
+    /// Threads of this process asleep waiting for another thread of it to let go (a test
+    /// probe). Waits for another process are in the kernel: `/proc/locks` lists them.
+    pub fn waiters(&self) -> usize {
+        self.file().guard.waiters()
+    }
+
     /// Take the lock, waiting until `until.deadline`; `Ok(false)` when it passed.
     ///
     /// # Errors
