@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from testutil import Child, console_script, run_cli
+from testutil import PATIENCE, Child, blocked_on, console_script, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -133,12 +133,10 @@ def test_ctrl_c_while_cli_waits_for_the_lock(lock_dir, tmp_path, cli_children):
         ]
     )
     cli_children.append(second)
-    time.sleep(1.0)  # started and blocked on the lock
+    blocked_on(lock_dir / "ctrl-c")  # started and blocked on the lock
     assert second.proc.poll() is None, second.stderr
-    t0 = time.monotonic()
     second.signal(signal.SIGINT)
-    rc = second.wait(timeout=5)
-    assert time.monotonic() - t0 < 2.0
+    rc = second.wait(timeout=PATIENCE)
     assert rc != 0
     assert not marker.exists()
     assert "Traceback" not in second.stderr

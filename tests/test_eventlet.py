@@ -56,16 +56,18 @@ import eventlet; eventlet.monkey_patch()
 import os, sys, time
 from ferrolock import lockutils
 lock_dir = sys.argv[1]
-held = eventlet.event.Event()
+held, forked = eventlet.event.Event(), eventlet.event.Event()
 def holder():
     lk = lockutils.external_lock("gl", lock_path=lock_dir)
     lk.acquire()
     held.send()
-    eventlet.sleep(1.0)
+    forked.wait()  # the child may wait for the file; a hold it carried would never end
     lk.release()
 eventlet.spawn(holder)
 held.wait()
 pid = os.fork()
+if pid:
+    forked.send()
 if pid == 0:
     eventlet.hubs.use_hub()  # what oslo.service's ProcessLauncher does in each worker
     got = lockutils.external_lock("gl", lock_path=lock_dir).acquire(timeout=10)
@@ -88,28 +90,53 @@ import os, subprocess, sys, time
 import ferrolock
 lock_dir = sys.argv[1]
 a, b = os.path.join(lock_dir, "a"), os.path.join(lock_dir, "b")
+released = a + ".released"
+# Holds a until its stdin closes; says so in a file before it lets go.
 other = subprocess.Popen(
-    [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a');"
-     "fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(2)", a],
-    stdout=subprocess.PIPE, text=True,
+    [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'a');"
+     "fcntl.lockf(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read();"
+     "open(sys.argv[2], 'w').close(); fcntl.lockf(f, fcntl.LOCK_UN)", a, released],
+    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
 )
 assert other.stdout.readline().strip() == "held"
-started = time.monotonic()
 result = {}
+entered = []
 def waiter():
     lock = ferrolock.FileLock(a)
+    entered.append(True)
     result["got"] = lock.acquire(timeout=20)
-    result["waited"] = time.monotonic() - started
+    result["after_release"] = os.path.exists(released)
     if result["got"]:
         lock.release()
 w = eventlet.spawn(waiter)
-eventlet.sleep(0.3)  # the waiter is in its cooperative wait on a's descriptor
+while not entered:
+    eventlet.sleep(0)
+# The waiter ran until its first switch to the hub, which is in its cooperative wait on a's
+# descriptor (nothing before it yields).
+def reopened():
+    # The child's own descriptor on a: the waiter's restart after the fork opened it.
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.path.realpath(f"/proc/self/fd/{fd}") == os.path.realpath(a):
+                return True
+        except OSError:
+            pass
+    return False
+ready_r, ready_w = os.pipe()
 pid = os.fork()
 if pid == 0:
+    other.stdin.close()  # only the parent's copy may keep the holder holding
     ferrolock.FileLock(b).acquire()  # may take the number a's descriptor had in the parent
+    deadline = time.monotonic() + 10
+    while not (reopened() or w.dead):
+        assert time.monotonic() < deadline, "the waiter never restarted on a"
+        eventlet.sleep(0.001)
+    os.write(ready_w, b"r")
     w.wait()
-    # the other process held a for 2 s: getting it sooner means it locked something else
-    os._exit(0 if result["got"] and result["waited"] >= 1.9 else 1)
+    # The other process still held a until told: getting it before means it locked b.
+    os._exit(0 if result["got"] and result["after_release"] else 1)
+assert os.read(ready_r, 1) == b"r"
+other.stdin.close()
 w.wait()
 _, status = os.waitpid(pid, 0)
 other.wait()

@@ -1,5 +1,7 @@
 """Fair locks stay fair under eventlet: greenthreads that queue in order are served in order,
-and only after the holder (nova's fair `compute_resources` lock in an eventlet nova-compute)."""
+and only after the holder (nova's fair `compute_resources` lock in an eventlet nova-compute).
+Each greenthread is seen in line (the native ``_waiters()`` test hook) before the next one
+starts, and the holder lets go once all are, so no sleep decides the order."""
 
 from __future__ import annotations
 
@@ -27,22 +29,32 @@ def make():
         return ferrolock.InternalLock("fair-green-internal", True)
     return ferrolock.Semaphore("fair-green-sem", 1, True)
 
+import time
+def settle(n):
+    deadline = time.monotonic() + 10
+    while make()._waiters() < n:
+        assert time.monotonic() < deadline, f"{n} greenthreads never queued"
+        eventlet.sleep(0.001)
+
 order = []
 def worker(i):
     with make():
         order.append(i)
         eventlet.sleep(0.005)
 
+holding, all_queued = eventlet.event.Event(), eventlet.event.Event()
 def holder():
     with make():
-        eventlet.sleep(0.3)
+        holding.send()
+        all_queued.wait()
         order.append("H")  # still inside: nobody may have entered before this
 
 pool = [eventlet.spawn(holder)]
-eventlet.sleep(0.01)
+holding.wait()
 for i in range(8):
     pool.append(eventlet.spawn(worker, i))
-    eventlet.sleep(0.03)  # they queue in order 0..7 while the holder holds
+    settle(i + 1)  # worker i is in line before i + 1 starts
+all_queued.send()
 for g in pool:
     g.wait()
 print(order)

@@ -3,6 +3,8 @@
 A forked child inherits the parent's descriptors; an open-file-description lock belongs to the
 shared open file, so a child that reused the parent's cached descriptor would share the
 parent's lock instead of competing for it. These tests fork real children with os.fork.
+Scenario scripts wait for a waiter to be in place with a probe (``settle``: the native
+``_waiters()`` test hook, or a blocked request in ``/proc/locks``), never with a sleep.
 """
 
 from __future__ import annotations
@@ -20,6 +22,21 @@ from ferrolock import lockutils
 from testutil import run_python
 
 pytestmark = pytest.mark.timeout(60)
+
+# For scenario scripts: wait (bounded) until probe() >= n; requests blocked on a file.
+_PROBES = """
+import os, time
+def settle(probe, n=1):
+    deadline = time.monotonic() + 10
+    while probe() < n:
+        assert time.monotonic() < deadline, "no waiter showed up within 10 s"
+        time.sleep(0.001)
+def blocked_on(path):
+    st = os.stat(path)
+    key = "%02x:%02x:%d" % (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    with open("/proc/locks") as f:
+        return sum(1 for l in f if l.split()[1:2] == ["->"] and l.split()[6:7] == [key])
+"""
 
 
 def _wait_child(pid: int, timeout: float = 30.0) -> int:
@@ -117,7 +134,9 @@ def test_a_worker_forked_while_a_thread_waits_does_not_keep_the_lock_alive(
     still close it, or the lock would outlive its SIGKILLed holder for as long as the child
     lives."""
     path = str(tmp_path / "lk")
-    scenario = """
+    scenario = (
+        _PROBES
+        + """
 import os, signal, sys, threading, time, ferrolock
 path = sys.argv[1]
 blocker = ferrolock.FileLock(path)           # another thread of ours stands in for process H
@@ -127,7 +146,7 @@ def waiter():
     ferrolock.FileLock(path).acquire()
     got.set()
 threading.Thread(target=waiter, daemon=True).start()
-time.sleep(0.3)                              # the waiter is blocked in the kernel now
+settle(ferrolock.FileLock(path)._waiters)    # the waiter is blocked behind the blocker
 worker = os.fork()
 if worker == 0:
     time.sleep(30)
@@ -138,6 +157,7 @@ assert got.wait(10)
 print("held", flush=True)
 time.sleep(60)
 """
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", scenario, path], stdout=subprocess.PIPE, text=True
     )
@@ -165,16 +185,18 @@ def test_a_lock_parent_threads_held_and_waited_for_at_fork_is_usable_in_the_chil
 ) -> None:
     """Giving the dead holder's in-process guard back would hand it to the dead waiter, which
     the child did not get either: the lock would stay taken in the child for good."""
-    scenario = """
+    scenario = (
+        _PROBES
+        + """
 import os, sys, threading, time, ferrolock
 path = sys.argv[1]
 made_before_fork = ferrolock.FileLock(path)
-holding = threading.Event()
+holding, forked = threading.Event(), threading.Event()
 def holder():
     lock = ferrolock.FileLock(path)
     lock.acquire()
     holding.set()
-    time.sleep(1)
+    forked.wait(30)
     lock.release()
 def waiter():
     with ferrolock.FileLock(path):
@@ -182,8 +204,10 @@ def waiter():
 threading.Thread(target=holder).start()
 holding.wait()
 threading.Thread(target=waiter).start()
-time.sleep(0.3)                              # the waiter is queued on the in-process guard
+settle(made_before_fork._waiters)            # the waiter is queued on the in-process guard
 pid = os.fork()
+if pid:
+    forked.set()
 if pid == 0:
     got = made_before_fork.acquire(timeout=5)
     free = got and made_before_fork.locked()
@@ -193,11 +217,14 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
+    )
     for _ in range(3):
         assert run_python(scenario, str(tmp_path / "lk")).returncode == 0
 
 
-_HOLD_ACROSS_FORK_WITH_A_WAITER = """
+_HOLD_ACROSS_FORK_WITH_A_WAITER = (
+    _PROBES
+    + """
 import os, sys, threading, time
 from ferrolock import lockutils
 external, lock_dir = sys.argv[1] == "external", sys.argv[2]
@@ -206,21 +233,29 @@ held.__enter__()
 def waiter():
     with lockutils.lock("n", external=external, lock_path=lock_dir):
         pass
-threading.Thread(target=waiter, daemon=True).start()
-time.sleep(0.3)  # the waiter is parked on the in-process lock
+parked = threading.Thread(target=waiter, daemon=True)
+parked.start()
+settle(lockutils.lock("n", external=external, lock_path=lock_dir)._waiters)  # parked
+done_r, done_w = os.pipe()
 pid = os.fork()
 if pid == 0:
+    os.close(done_w)
     held.__exit__(None, None, None)  # the with block ends in the child too
-    time.sleep(1)  # the parent and its waiter are done by now
+    os.read(done_r, 1)  # the parent and its waiter are done
     try:
         with lockutils.lock("n", external=external, lock_path=lock_dir, blocking=False):
             os._exit(0)
     except lockutils.AcquireLockFailedException:
         os._exit(1)
+os.close(done_r)
 held.__exit__(None, None, None)
+parked.join(10)
+assert not parked.is_alive()
+os.close(done_w)
 _, status = os.waitpid(pid, 0)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
+)
 
 
 @pytest.mark.parametrize("kind", ["internal", "external"])
@@ -258,7 +293,9 @@ def test_a_hold_spanning_a_second_fork_is_released_in_the_grandchild(tmp_path: P
     assert done.returncode == 0, done.stderr
 
 
-_RELEASE_AFTER_ANOTHER_CHILD_THREAD_TOOK_IT = """
+_RELEASE_AFTER_ANOTHER_CHILD_THREAD_TOOK_IT = (
+    _PROBES
+    + """
 import os, sys, threading, time
 import ferrolock
 path = sys.argv[1]
@@ -266,7 +303,7 @@ spanning = ferrolock.FileLock(path)
 assert spanning.acquire()
 pid = os.fork()
 if pid:
-    time.sleep(0.3)
+    settle(lambda: blocked_on(path))  # the child's thread waits for the file
     spanning.release()  # the parent's hold ends: a thread of the child may take the file now
     _, status = os.waitpid(pid, 0)
     sys.exit(os.waitstatus_to_exitcode(status))
@@ -292,6 +329,7 @@ finished.set()
 t.join(10)
 os._exit(0 if still_held and outcome == ["released"] else 1)
 """
+)
 
 
 def test_ending_a_hold_that_spanned_the_fork_leaves_a_child_threads_hold_alone(

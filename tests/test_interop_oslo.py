@@ -1,11 +1,14 @@
 """Interoperability with the real oslo.concurrency and fasteners.
 
 A lock held in another process by one implementation must block the other on
-the same name/lock_path (or the same file), in both directions.
+the same name/lock_path (or the same file), in both directions. A timed wait must not
+give up before its timeout; how soon after it gives up is the benchmark's business
+(here a generous bound only catches hangs).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 
 import fasteners
@@ -15,7 +18,7 @@ from oslo_concurrency import lockutils as oslo_lockutils
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
-from testutil import oslo_busy, tolerate_fasteners_fd_leak
+from testutil import PATIENCE, blocked_on, oslo_busy, tolerate_fasteners_fd_leak
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,7 +41,7 @@ def _assert_ferro_blocked(name, lock_dir, prefix=None):
         ):
             pytest.fail("ferrolock got a lock that another process holds")
     elapsed = time.monotonic() - t0
-    assert 0.3 <= elapsed < 1.3
+    assert 0.3 <= elapsed < PATIENCE
 
 
 @pytest.mark.parametrize("prefix", [None, "nova"])
@@ -68,9 +71,7 @@ def test_ferrolock_holder_blocks_oslo(holder, lock_dir, kind, prefix):
     path = oslo_lockutils._get_lock_path("shared-name", prefix, str(lock_dir))
     with tolerate_fasteners_fd_leak(lock_dir):
         ipl = fasteners.InterProcessLock(path)
-        t0 = time.monotonic()
         assert ipl.acquire(timeout=0.3) is False
-        assert time.monotonic() - t0 >= 0.3
         del ipl
     h.release()
     h.expect("RELEASED")
@@ -87,15 +88,23 @@ def test_ferrolock_holder_blocks_oslo(holder, lock_dir, kind, prefix):
 
 def test_ferrolock_waiter_gets_lock_when_oslo_holder_releases(holder, lock_dir):
     h = holder("oslo-lock", ("handoff", lock_dir))
-    t0 = time.monotonic()
-    releaser_delay = 0.5
-    import threading
+    result: dict = {}
+    letting_go = threading.Event()
 
-    threading.Timer(releaser_delay, h.release).start()
-    with ferrolock.lock("handoff", external=True, lock_path=str(lock_dir), timeout=10):
-        waited = time.monotonic() - t0
-    assert waited >= releaser_delay * 0.9
-    assert waited < releaser_delay + 2.0
+    def waiter() -> None:
+        with ferrolock.lock("handoff", external=True, lock_path=str(lock_dir), timeout=60):
+            result["after_release"] = letting_go.is_set()
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    blocked_on(lock_dir / "handoff")  # the waiter is queued behind oslo's lockf lock
+    assert not result
+    letting_go.set()
+    h.release()
+    h.expect("RELEASED")
+    t.join(PATIENCE)
+    assert not t.is_alive(), "the waiter did not get the lock oslo gave up"
+    assert result == {"after_release": True}
     assert h.wait() == 0
 
 
@@ -107,7 +116,7 @@ def test_filelock_vs_fasteners_holder(holder, tmp_path):
     assert fl.acquire(blocking=False) is False
     t0 = time.monotonic()
     assert fl.acquire(timeout=0.3) is False
-    assert 0.3 <= time.monotonic() - t0 < 1.3
+    assert 0.3 <= time.monotonic() - t0 < PATIENCE
     h.release()
     assert h.wait() == 0
     assert fl.acquire(blocking=False) is True

@@ -1,8 +1,11 @@
 """Ctrl-C while waiting, and waits with timeout=.
 
 The waiting child is started with subprocess from Python (a shell `cmd &` would
-start it with SIGINT ignored).  After SIGINT it must raise KeyboardInterrupt
-promptly and hold nothing afterwards.
+start it with SIGINT ignored).  SIGINT is sent once the child is seen blocked (in
+``/proc/locks`` when another process holds the lock, by the child's ``BLOCKED`` line,
+from the native ``_waiters()`` hook, when a thread of its own does); it must then raise
+KeyboardInterrupt (within a generous bound: promptness is the benchmark's business)
+and hold nothing afterwards.  Timed waits must not end before their timeout.
 """
 
 from __future__ import annotations
@@ -18,20 +21,20 @@ import pytest
 import ferrolock
 from ferrolock import lockutils as ferro_lockutils
 
-from testutil import fd_lock_lines, hold_in_thread
-
-PROMPT = 1.5  # seconds between SIGINT and KeyboardInterrupt
+from testutil import PATIENCE, blocked_on, fd_lock_lines, hold_in_thread
 
 
-def _interrupt(child) -> dict:
+def _interrupt(child, blocked_path=None) -> dict:
+    """SIGINT ``child`` once it waits: blocked in the kernel on ``blocked_path`` when given,
+    else once it says its own thread is queued (``BLOCKED``)."""
     child.expect("WAITING", timeout=20)
-    time.sleep(0.5)  # let it get into the blocking wait
+    if blocked_path is not None:
+        blocked_on(blocked_path)
+    else:
+        child.expect("BLOCKED", timeout=PATIENCE)
     assert not any(s.startswith("ACQUIRED") for s in child.drain()), child.seen
-    t_sig = time.monotonic()
     child.signal(signal.SIGINT)
-    line = child.expect("KI", timeout=10)
-    t_ki = float(line.split()[1])
-    assert t_ki - t_sig < PROMPT, f"KeyboardInterrupt {t_ki - t_sig:.3f}s after SIGINT"
+    child.expect("KI", timeout=PATIENCE)
     report = json.loads(child.expect("REPORT", timeout=15)[len("REPORT ") :])
     return report
 
@@ -42,7 +45,7 @@ def _interrupt(child) -> dict:
 def test_ctrl_c_while_waiting_for_external_lock(holder, spawn, lock_dir, kind, holder_kind):
     h = holder(holder_kind, ("intr", lock_dir))
     c = spawn("interrupt_child.py", "--kind", kind, "--name", "intr", "--lock-path", lock_dir)
-    report = _interrupt(c)
+    report = _interrupt(c, lock_dir / "intr")
     assert report["fd_locks"] == [], f"child still holds file locks: {report}"
     assert report["registry_size"] == 0, report
     # The holder lets go; with the interrupted child still alive, another
@@ -62,7 +65,7 @@ def test_ctrl_c_while_waiting_for_filelock(holder, spawn, tmp_path):
     path = tmp_path / "f.lock"
     h = holder("ferro-filelock", path)
     c = spawn("interrupt_child.py", "--kind", "filelock", "--path", path)
-    report = _interrupt(c)
+    report = _interrupt(c, path)
     assert report["fd_locks"] == [], report
     h.release()
     assert h.wait() == 0
@@ -109,7 +112,7 @@ def _busy_internal(name):
 def _bounds(t0, timeout):
     elapsed = time.monotonic() - t0
     assert elapsed >= timeout, f"gave up after {elapsed:.3f}s < timeout {timeout}"
-    assert elapsed < timeout + 1.0, f"gave up after {elapsed:.3f}s, timeout was {timeout}"
+    assert elapsed < timeout + PATIENCE, f"gave up after {elapsed:.3f}s, timeout was {timeout}"
 
 
 @pytest.mark.timeout(30)
@@ -128,9 +131,9 @@ def test_acquire_timeout_returns_false(timeout, tmp_path):
 
         t = threading.Thread(target=other)
         t.start()
-        t.join(10)
+        t.join(PATIENCE + timeout)
         assert result["r"] is False
-        assert timeout <= result["t1"] - result["t0"] < timeout + 1.0
+        assert timeout <= result["t1"] - result["t0"] < timeout + PATIENCE
     finally:
         lk.release()
 
@@ -246,6 +249,7 @@ def test_timeout_zero_is_a_single_try():
         with pytest.raises(ferrolock.AcquireLockFailedException):
             with ferrolock.lock("to-zero", timeout=0):
                 pass
-        assert time.monotonic() - t0 < 1.0
+        # One try: the holder keeps the lock until `release()` below, so a wait would hang.
+        assert time.monotonic() - t0 < PATIENCE
     finally:
         release()

@@ -1,5 +1,8 @@
 """The native in-process primitives: InternalLock, Semaphore, ReaderWriterLock,
-FileLock (thread side) and the registry."""
+FileLock (thread side) and the registry.
+
+A test that needs a thread to be waiting first waits for the native locks' ``_waiters()``
+test hook to count it (``queued_on``), never for a sleep to pass."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ import pytest
 
 import ferrolock
 from ferrolock._intervals import first_overlap
+
+from testutil import PATIENCE, queued_on, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -227,6 +232,7 @@ def test_semaphore_nonblocking_when_full():
 def _fifo_order(make_holder_cm, make_waiter_cm, n=6):
     order = []
     threads = []
+    probe = make_waiter_cm()  # the same lock: its _waiters() counts those in line
     with make_holder_cm():
         for i in range(n):
 
@@ -237,9 +243,10 @@ def _fifo_order(make_holder_cm, make_waiter_cm, n=6):
             t = threading.Thread(target=run, daemon=True)
             t.start()
             threads.append(t)
-            time.sleep(0.15)  # make sure thread i is queued before i+1
+            queued_on(probe, i + 1)  # thread i is in line before i+1 starts
+        assert order == []
     for t in threads:
-        t.join(10)
+        t.join(PATIENCE)
     return order
 
 
@@ -267,14 +274,15 @@ def test_fair_lockutils_synchronized_is_fifo():
         order.append(i)
 
     threads = []
+    probe = lockutils.lock("fifo-sync", fair=True)
     with lockutils.lock("fifo-sync", fair=True):
         for i in range(5):
             t = threading.Thread(target=f, args=(i,), daemon=True)
             t.start()
             threads.append(t)
-            time.sleep(0.15)
+            queued_on(probe, i + 1)
     for t in threads:
-        t.join(10)
+        t.join(PATIENCE)
     assert order == list(range(5))
 
 
@@ -291,6 +299,14 @@ RW_IMPLS = [
     pytest.param(fasteners.ReaderWriterLock, id="fasteners-reference"),
     pytest.param(ferrolock.ReaderWriterLock, id="ferrolock"),
 ]
+
+
+def _rw_waiting(rw, count):
+    """Wait until ``count`` threads wait for ``rw`` (fasteners': in its condition's queue)."""
+    if isinstance(rw, fasteners.ReaderWriterLock):
+        wait_until(lambda: len(rw._cond._waiters) >= count, what=f"{count} waiters")
+    else:
+        queued_on(rw._lock, count)
 
 
 @pytest.mark.parametrize("RW", RW_IMPLS)
@@ -331,7 +347,7 @@ def test_rw_writer_excludes_readers_and_writers(RW):
         tw = threading.Thread(target=writer, daemon=True)
         tr.start()
         tw.start()
-        time.sleep(0.3)
+        _rw_waiting(rw, 2)
         assert got == [], "someone entered while a writer held the lock"
     tr.join(5)
     tw.join(5)
@@ -365,10 +381,10 @@ def test_rw_reader_excludes_writer_and_pending_writer_blocks_new_readers(RW):
     assert r1_in.wait(5)
     tw = threading.Thread(target=w, daemon=True)
     tw.start()
-    time.sleep(0.2)
+    _rw_waiting(rw, 1)  # the writer is pending
     t2 = threading.Thread(target=r2, daemon=True)
     t2.start()
-    time.sleep(0.2)
+    _rw_waiting(rw, 2)  # and the second reader waits behind it
     assert order == []
     r1_go.set()
     for t in (t1, tw, t2):
@@ -466,43 +482,36 @@ def test_waiting_releases_the_gil(kind, tmp_path):
         "internal": lambda: ferrolock.InternalLock("gil"),
         "semaphore": lambda: ferrolock.Semaphore("gil-sem", 1),
         "filelock": lambda: ferrolock.FileLock(path),
-        "lock-cm": None,
+        "lock-cm": lambda: ferrolock.InternalLock("gil-cm"),
     }[kind]
     result = {}
     if kind == "lock-cm":
         holder_cm = ferrolock.lock("gil-cm")
 
         def waiter():
-            t0 = time.monotonic()
             try:
-                with ferrolock.lock("gil-cm", timeout=5):
+                with ferrolock.lock("gil-cm", timeout=30):
                     result["got"] = True
             except ferrolock.LockTimeout:
                 result["got"] = False
-            result["waited"] = time.monotonic() - t0
     else:
         holder_cm = make()
 
         def waiter():
-            t0 = time.monotonic()
             lk = make()
-            result["got"] = lk.acquire(timeout=5)
-            result["waited"] = time.monotonic() - t0
+            result["got"] = lk.acquire(timeout=30)
             if result["got"]:
                 lk.release()
 
     with holder_cm:
         t = threading.Thread(target=waiter, daemon=True)
         t.start()
-        time.sleep(0.05)  # the waiter is now blocked
-        # pure-Python work on this thread: needs the GIL the whole time
-        t0 = time.monotonic()
+        queued_on(make())  # the waiter is asleep in the lock
+        # Pure-Python work on this thread needs the GIL: a wait that kept it would stall this
+        # loop until the wait ended (after its 30 s timeout, so with a result).
         n = 0
-        while time.monotonic() - t0 < 0.3:
+        for _ in range(200_000):
             n += 1
-        busy = time.monotonic() - t0
-    t.join(10)
+        assert not result, f"the waiter's wait ended while the lock was held: {result}"
+    t.join(PATIENCE)
     assert result.get("got") is True, result
-    assert n > 1000, f"main thread starved while another thread waited: {n} iterations"
-    assert busy < 1.5, f"0.3 s of Python work took {busy:.2f}s: the waiter held the GIL"
-    assert result["waited"] < 3, result

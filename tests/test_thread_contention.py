@@ -21,6 +21,8 @@ import ferrolock
 from ferrolock import lockutils
 from ferrolock._intervals import first_overlap
 
+from testutil import PATIENCE, queued_on
+
 pytestmark = pytest.mark.timeout(60)
 
 THREADS = 8
@@ -93,7 +95,7 @@ def test_a_waiter_gets_a_lock_held_by_a_thread_that_releases_without_the_gil() -
 
     t = threading.Thread(target=waiter)
     t.start()
-    time.sleep(0.1)
+    queued_on(lock)  # the waiter sleeps in the lock: the release must wake it
     lock.release()
-    t.join(10)
+    t.join(PATIENCE)
     assert got.is_set()

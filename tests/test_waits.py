@@ -1,4 +1,9 @@
-"""Edge cases of waiting: threads that block signals, out-of-range timeouts."""
+"""Edge cases of waiting: threads that block signals, out-of-range timeouts, exits.
+
+Scenarios that need a waiter to be waiting first say so with a probe (``/proc/locks``
+for the kernel, a native lock's ``_waiters()`` test hook for in-process queues), never
+with a sleep; a timed wait is checked not to end early, and only loosely not to hang.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +18,47 @@ import pytest
 
 import ferrolock
 
-from testutil import run_python
+from testutil import PATIENCE, blocked_on, run_python
+
+# For scenario scripts run in a fresh interpreter: wait (bounded) until probe() >= n.
+_SETTLE = """
+def settle(probe, n=1):
+    import time
+    deadline = time.monotonic() + 10
+    while probe() < n:
+        assert time.monotonic() < deadline, "no waiter showed up within 10 s"
+        time.sleep(0.001)
+"""
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def _holder(path: str, seconds: float) -> subprocess.Popen[str]:
+def _holder(path: str) -> subprocess.Popen[str]:
+    """A process holding the file lock on ``path`` until its stdin is closed (or killed)."""
     code = (
-        "import ferrolock, sys, time\n"
+        "import ferrolock, sys\n"
         "lock = ferrolock.FileLock(sys.argv[1]); lock.acquire()\n"
-        "print('held', flush=True); time.sleep(float(sys.argv[2]))\n"
+        "print('held', flush=True); sys.stdin.read(); lock.release()\n"
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, path, str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc
 
 
+def _end(holder: subprocess.Popen[str]) -> None:
+    holder.kill()
+    holder.wait()
+    for pipe in (holder.stdin, holder.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 def test_timeout_holds_in_a_thread_that_blocks_all_signals(tmp_path: Path) -> None:
     """Worker threads often block every signal; a kernel wait must still end on time."""
     path = str(tmp_path / "lk")
-    holder = _holder(path, 30)
+    holder = _holder(path)
     result: list[object] = []
 
     def worker() -> None:
@@ -46,15 +70,12 @@ def test_timeout_holds_in_a_thread_that_blocks_all_signals(tmp_path: Path) -> No
     try:
         t = threading.Thread(target=worker)
         t.start()
-        t.join(10)
+        t.join(PATIENCE)
         assert result, "the wait ignored its timeout"
         got, waited = result[0]
-        assert got is False and 0.5 <= waited < 2.0  # type: ignore[operator]
+        assert got is False and 0.5 <= waited < PATIENCE  # type: ignore[operator]
     finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
+        _end(holder)
 
 
 @pytest.mark.parametrize("timeout", [1e20, float("inf")])
@@ -83,7 +104,7 @@ def test_an_idle_semaphore_name_can_be_reused_with_another_size() -> None:
 def test_a_wait_without_queued_signals_left_still_waits_its_timeout(tmp_path: Path) -> None:
     """At RLIMIT_SIGPENDING no wake-up timer can be made; the wait polls instead of failing."""
     path = str(tmp_path / "lk")
-    holder = _holder(path, 30)
+    holder = _holder(path)
     code = (
         "import ferrolock, resource, sys, time\n"
         "resource.setrlimit(resource.RLIMIT_SIGPENDING, (0, 0))\n"
@@ -96,42 +117,41 @@ def test_a_wait_without_queued_signals_left_still_waits_its_timeout(tmp_path: Pa
         assert done.returncode == 0, done.stderr
         assert done.stdout.split() == ["False", "True"]
     finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
+        _end(holder)
 
 
 def test_release_cannot_cut_into_an_acquire_that_waits_for_the_file(tmp_path: Path) -> None:
     """A thread waiting for another process holds the in-process guard but not the lock: a
     stray release must not hand that guard to a third thread, or two would get in at once."""
     path = str(tmp_path / "lk")
-    holder = _holder(path, 1.0)
+    holder = _holder(path)
     got = threading.Event()
 
     def waiter() -> None:
         lock = ferrolock.FileLock(path)
-        lock.acquire(timeout=20)
-        got.set()
-        lock.release()
+        if lock.acquire(timeout=60):
+            got.set()
+            lock.release()
 
     t = threading.Thread(target=waiter)
     try:
         t.start()
-        time.sleep(0.2)  # the waiter is blocked in the kernel, holding the guard
+        blocked_on(path)  # the waiter is blocked in the kernel, holding the guard
         with pytest.raises(ferrolock.LockUsageError):
             ferrolock.FileLock(path).release()
         assert not ferrolock.FileLock(path).acquire(blocking=False)
-        assert got.wait(20)
+        assert not got.is_set()
+        assert holder.stdin is not None
+        holder.stdin.close()  # the holder lets go: now the waiter gets it
+        assert got.wait(PATIENCE)
     finally:
-        t.join(30)
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
+        _end(holder)
+        t.join(PATIENCE)
 
 
-_EXIT_WITH_WAITERS = """
+_EXIT_WITH_WAITERS = (
+    _SETTLE
+    + """
 import sys, threading, time, ferrolock
 from ferrolock import lockutils
 lock_dir = sys.argv[1]
@@ -149,8 +169,10 @@ def wait(make):
 for make in makers:
     for _ in range(2):
         threading.Thread(target=wait, args=(make,), daemon=True).start()
-time.sleep(0.2)
+for make in makers:
+    settle(make()._waiters, 2)
 """
+)
 
 
 def test_the_interpreter_exits_cleanly_while_daemon_threads_wait(tmp_path: Path) -> None:
@@ -161,7 +183,9 @@ def test_the_interpreter_exits_cleanly_while_daemon_threads_wait(tmp_path: Path)
         assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
-_EXIT_RIGHT_AFTER_RELEASE = """
+_EXIT_RIGHT_AFTER_RELEASE = (
+    _SETTLE
+    + """
 import sys, threading, time
 from ferrolock import lockutils
 kind, lock_dir = sys.argv[1], sys.argv[2]
@@ -172,9 +196,10 @@ def wait():
     with lockutils.lock("n", **kw):
         time.sleep(0.5)
 threading.Thread(target=wait, daemon=True).start()
-time.sleep(0.3)
+settle(lockutils.lock("n", **kw)._waiters)
 held.__exit__(None, None, None)
 """
+)
 
 
 @pytest.mark.parametrize("kind", ["int", "fair", "ext"])
@@ -188,30 +213,37 @@ def test_a_daemon_waiter_woken_as_the_interpreter_exits_does_not_abort_it(
         assert done.returncode == 0 and done.stderr == "", (done.returncode, done.stderr)
 
 
-_LATE_ATEXIT_HANDLER = """
+_LATE_ATEXIT_HANDLER = (
+    _SETTLE
+    + """
 import atexit, sys, threading, time
 kind, lock_dir = sys.argv[1], sys.argv[2]
 def late_handler():  # registered before ferrolock's own handler, so it runs after it
     print("late handler got it:", lock.acquire(timeout=10), flush=True)
 atexit.register(late_handler)
+exiting = threading.Event()
+atexit.register(exiting.set)  # runs after ferrolock's handler, before late_handler
 import ferrolock
 lock = {
     "fair": lambda: ferrolock.InternalLock("n", fair=True),
     "semaphore": lambda: ferrolock.Semaphore("s", 1),
     "file": lambda: ferrolock.FileLock(lock_dir + "/f"),
 }[kind]()
+holding = threading.Event()
 def holder():
     lock.acquire()
-    time.sleep(0.5)
+    holding.set()
+    exiting.wait(30)  # lets go once the interpreter's exit began
     lock.release()
 def waiter():
     with lock:
         time.sleep(30)
 threading.Thread(target=holder, daemon=True).start()
-time.sleep(0.1)
+assert holding.wait(10)
 threading.Thread(target=waiter, daemon=True).start()
-time.sleep(0.1)
+settle(lock._waiters)
 """
+)
 
 
 @pytest.mark.parametrize("kind", ["fair", "semaphore", "file"])

@@ -77,6 +77,8 @@ class InternalLock(_NativeLock):
     @property
     def fair(self) -> bool: ...
     def locked(self) -> bool: ...
+    def _waiters(self) -> int:
+        """Test hook: threads waiting for it now (fair: in line; plain: asleep in a step)."""
 
 @final
 class Semaphore(_NativeLock):
@@ -97,6 +99,8 @@ class Semaphore(_NativeLock):
     def permits(self) -> int: ...
     def available(self) -> int: ...
     def locked(self) -> bool: ...
+    def _waiters(self) -> int:
+        """Test hook: threads waiting for a permit now (fair: in line; else asleep)."""
 
 @final
 class LockRegistry:
@@ -130,6 +134,8 @@ class ReaderWriterLock:
     def is_reader_id(self, owner: int) -> bool: ...
     def is_writer_id(self, owner: int, check_pending: bool = False) -> bool: ...
     def has_pending_writers(self) -> bool: ...
+    def _waiters(self) -> int:
+        """Test hook: readers and writers in line now."""
     def held_for(self) -> Optional[str]:
         """``"w"`` while a writer holds it, ``"r"`` while readers do, else None."""
 
@@ -139,6 +145,8 @@ class FairWriteLock(_NativeLock):
 
     @property
     def name(self) -> str: ...
+    def _waiters(self) -> int:
+        """Test hook: readers and writers in line for fair lock ``name`` now."""
 
 def fair_lock(name: str, blocking: bool = True, timeout: Optional[float] = None) -> FairWriteLock:
     """oslo's ``lock(name, fair=True)``: arrival order, re-entrant for the entering thread."""
@@ -165,6 +173,9 @@ class FileLock(_NativeLock):
     def name(self) -> str: ...
     def locked(self) -> bool:
         """Held by a thread of this process."""
+    def _waiters(self) -> int:
+        """Test hook: threads of this process asleep until another thread of it lets go
+        (waits for other processes are in the kernel's ``/proc/locks``)."""
     def remove_if_unused(self) -> bool:
         """Delete the lock file while holding it, unless someone holds it (then False)."""
 
@@ -196,6 +207,8 @@ class ExternalLock(_NativeLock):
         """The file of the current hold (None when not held or process locking is disabled)."""
     def locked(self) -> bool:
         """The in-process lock of the name is held by a thread of this process."""
+    def _waiters(self) -> int:
+        """Test hook: threads of this process asleep on the in-process lock of the name."""
 
 def lock_file_path(
     lock_path: Union[str, PathLike[str]], name: str, lock_file_prefix: Optional[str] = None

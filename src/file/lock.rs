@@ -255,6 +255,12 @@ impl FileLock {
     pub fn locked(&self) -> bool {
         self.file().guard.locked()
     }
+
+    /// Threads of this process asleep waiting for another thread of it to let go (a test
+    /// probe). Waits for another process are in the kernel: `/proc/locks` lists them.
+    pub fn waiters(&self) -> usize {
+        self.file().guard.waiters()
+    }
 }
 
 impl Lock for FileLock {

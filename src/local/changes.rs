@@ -35,6 +35,11 @@ impl Changes {
         Instant::now() >= deadline
     }
 
+    /// Threads asleep now (or about to be): a test probe.
+    pub fn sleepers(&self) -> usize {
+        self.sleepers.load(Ordering::SeqCst) as usize
+    }
+
     pub fn notify_all(&self) {
         self.count.fetch_add(1, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {

@@ -25,6 +25,9 @@ pub struct Mutex {
     state: AtomicU32,
     /// Set by the holder; lets `release` refuse an unheld lock instead of corrupting `state`.
     held: AtomicBool,
+    /// Threads asleep on `state` (or about to be): a readiness probe for tests, touched only
+    /// around the futex wait, never on an uncontended path.
+    sleepers: AtomicU32,
 }
 
 impl Default for Mutex {
@@ -35,11 +38,20 @@ impl Default for Mutex {
 
 impl Mutex {
     pub const fn new() -> Self {
-        Mutex { state: AtomicU32::new(UNLOCKED), held: AtomicBool::new(false) }
+        Mutex {
+            state: AtomicU32::new(UNLOCKED),
+            held: AtomicBool::new(false),
+            sleepers: AtomicU32::new(0),
+        }
     }
 
     pub fn locked(&self) -> bool {
         self.held.load(Ordering::Acquire)
+    }
+
+    /// Threads blocked waiting for it now (a test probe: "the waiter is asleep by now").
+    pub fn waiters(&self) -> usize {
+        self.sleepers.load(Ordering::SeqCst) as usize
     }
 
     fn try_lock(&self) -> bool {
@@ -59,7 +71,9 @@ impl Mutex {
             if Instant::now() >= deadline {
                 return false;
             }
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
             sys::wait_while_equal(&self.state, CONTENDED, deadline);
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -107,6 +121,24 @@ mod tests {
         assert!(!m.try_acquire().unwrap_or(true));
         assert!(m.release().is_ok());
         assert!(matches!(m.release(), Err(LockError::NotHeld)));
+    }
+
+    #[test]
+    fn a_sleeping_waiter_is_counted_until_it_gets_the_lock() {
+        let m = Mutex::new();
+        assert!(m.try_acquire().unwrap_or(false));
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| wait::acquire(&m, wait::Until::forever(), &mut || false));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while m.waiters() == 0 {
+                assert!(Instant::now() < deadline, "the waiter never slept");
+                std::thread::yield_now();
+            }
+            assert!(m.release().is_ok());
+            assert!(matches!(waiter.join(), Ok(Ok(true))));
+        });
+        assert_eq!(m.waiters(), 0);
+        assert!(m.release().is_ok());
     }
 
     #[test]

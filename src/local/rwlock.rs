@@ -206,6 +206,11 @@ impl RwLock {
         }
     }
 
+    /// Waiters in line now, for either access (a test probe).
+    pub fn waiters(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
     /// True while nobody holds or waits: the registry may drop it.
     pub fn idle(&self) -> bool {
         let s = self.state.lock();

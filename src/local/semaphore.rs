@@ -49,6 +49,16 @@ impl Semaphore {
     pub fn available(&self) -> usize {
         self.state.lock().available
     }
+
+    /// Threads waiting now (a test probe): in fair mode those in line, who keep their place
+    /// between steps; otherwise those asleep in a step.
+    pub fn waiters(&self) -> usize {
+        if self.fair {
+            self.state.lock().queue.len()
+        } else {
+            self.changed.sleepers()
+        }
+    }
 }
 
 impl RawLock for Semaphore {
@@ -146,17 +156,22 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut threads = Vec::new();
         for i in 0..5 {
-            let (s, order) = (Arc::clone(&s), Arc::clone(&order));
+            let (sem, order) = (Arc::clone(&s), Arc::clone(&order));
             threads.push(std::thread::spawn(move || {
-                let got = acquire(&*s, Until::forever(), &mut || false).unwrap_or(false);
+                // Steps of 1 ms end many times while they wait: the order must survive them.
+                let steps = Until::forever().with_step(Duration::from_millis(1));
+                let got = acquire(&*sem, steps, &mut || false).unwrap_or(false);
                 order.lock().push(i);
                 std::thread::sleep(Duration::from_millis(5));
-                assert!(got && s.release().is_ok());
+                assert!(got && sem.release().is_ok());
             }));
-            // Steps of 50 ms end while they wait: the order must survive them.
-            std::thread::sleep(Duration::from_millis(30));
+            // Thread i is in line before i + 1 starts.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while s.waiters() <= i {
+                assert!(std::time::Instant::now() < deadline, "waiter {i} never queued");
+                std::thread::yield_now();
+            }
         }
-        std::thread::sleep(Duration::from_millis(100));
         assert!(s.release().is_ok());
         for t in threads {
             assert!(t.join().is_ok());

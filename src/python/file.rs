@@ -161,6 +161,12 @@ impl ExternalLock {
         self.internal.locked()
     }
 
+    /// Test hook: threads of this process asleep on the in-process lock of the name.
+    #[pyo3(name = "_waiters")]
+    fn waiters(&self) -> usize {
+        self.internal.waiters()
+    }
+
     fn __repr__(&self) -> String {
         format!("<ferrolock.ExternalLock name={:?} locked={}>", self.name, self.locked())
     }
@@ -196,6 +202,13 @@ impl FileLock {
     /// Held by a thread of this process.
     fn locked(&self) -> bool {
         self.core.locked()
+    }
+
+    /// Test hook: threads of this process asleep until another thread of it lets go (waits
+    /// for other processes are in the kernel's `/proc/locks`).
+    #[pyo3(name = "_waiters")]
+    fn waiters(&self) -> usize {
+        self.core.waiters()
     }
 
     /// Delete the lock file unless someone holds it; returns whether it is gone.

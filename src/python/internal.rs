@@ -163,6 +163,15 @@ impl InternalLock {
         }
     }
 
+    /// Test hook: threads waiting for it now (fair: in line; plain: asleep in a step).
+    #[pyo3(name = "_waiters")]
+    fn waiters(&self) -> usize {
+        match &self.kind {
+            Kind::Plain(h) => h.waiters(),
+            Kind::Fair(h) => h.waiters(),
+        }
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "<ferrolock.InternalLock name={:?} fair={} locked={}>",
@@ -228,6 +237,12 @@ impl Semaphore {
 
     fn locked(&self) -> bool {
         self.handle.available() == 0
+    }
+
+    /// Test hook: threads waiting for a permit now (fair: in line; else asleep in a step).
+    #[pyo3(name = "_waiters")]
+    fn waiters(&self) -> usize {
+        self.handle.waiters()
     }
 
     fn __repr__(&self) -> String {

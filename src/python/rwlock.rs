@@ -119,6 +119,12 @@ impl ReaderWriterLock {
         self.lock().has_pending_writers()
     }
 
+    /// Test hook: readers and writers in line now.
+    #[pyo3(name = "_waiters")]
+    fn waiters(&self) -> usize {
+        self.lock().waiters()
+    }
+
     /// `"w"` while a writer holds it, `"r"` while readers do, else `None` (fasteners' `owner`).
     fn held_for(&self) -> Option<&'static str> {
         self.lock().held_for().map(|a| match a {
@@ -187,5 +193,11 @@ impl FairWriteLock {
     #[getter]
     fn name(&self) -> &str {
         self.handle.name()
+    }
+
+    /// Test hook: readers and writers in line for fair lock `name` now.
+    #[pyo3(name = "_waiters")]
+    fn waiters(&self) -> usize {
+        self.handle.waiters()
     }
 }

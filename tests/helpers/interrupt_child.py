@@ -1,6 +1,8 @@
 """Block on a busy lock in the main thread until SIGINT arrives.
 
-Prints ``WAITING`` just before blocking, ``KI <monotonic>`` when
+Prints ``WAITING`` just before blocking, ``BLOCKED`` once a thread of this process
+holds the lock and the main thread is seen queued on it (the native ``_waiters()`` test
+hook; waits for another process are seen from outside, in /proc/locks), ``KI <monotonic>`` when
 KeyboardInterrupt is raised, then a ``REPORT {json}`` describing what this
 process still holds, and finally waits for stdin EOF before exiting (so the
 test can check from outside that nothing is held while this process lives).
@@ -56,6 +58,26 @@ def main() -> int:
         holder_thread = threading.Thread(target=hold, args=(cm,), daemon=True)
         holder_thread.start()
         assert holder_has_it.wait(10)
+
+    # A fresh probe object per look: a kept one would count as a registry entry in use.
+    probes = {
+        "filelock-thread": lambda: ferrolock.FileLock(a.path),
+        "internal": lambda: ferrolock.InternalLock(name),
+        "internal-lockutils": lambda: ferrolock.InternalLock(name),
+        "internal-fair": lambda: lockutils.lock(name, fair=True),
+        "internal-lock-obj": lambda: ferrolock.InternalLock(name),
+        "internal-lock-obj-timeout": lambda: ferrolock.InternalLock(name),
+        "semaphore": lambda: ferrolock.Semaphore(name, 1),
+        "synchronized": lambda: ferrolock.InternalLock(name),
+    }
+
+    def say_when_blocked(make_probe):
+        deadline = time.monotonic() + 30
+        while make_probe()._waiters() < 1:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
+        print("BLOCKED", flush=True)
 
     k = a.kind
     if k == "ext-lock":
@@ -122,6 +144,10 @@ def main() -> int:
         return 2
 
     print("WAITING", flush=True)
+    watcher = None
+    if k in probes:
+        watcher = threading.Thread(target=say_when_blocked, args=(probes[k],), daemon=True)
+        watcher.start()
     try:
         r = wait()
         print(f"ACQUIRED-UNEXPECTEDLY {r!r}", flush=True)
@@ -129,6 +155,8 @@ def main() -> int:
     except KeyboardInterrupt:
         print(f"KI {time.monotonic()}", flush=True)
 
+    if watcher is not None:
+        watcher.join(10)
     report = {"fd_locks": fd_locks()}
     if holder_thread is not None:
         release_holder.set()
@@ -165,7 +193,7 @@ def main() -> int:
     # as "in use"), then ask the registry whether anything is left.
     import gc
 
-    lk = s = fl = wait = f = holder_thread = None
+    lk = s = fl = wait = f = holder_thread = watcher = None
     gc.collect()
     report["registry_size"] = ferrolock.registry_size()
     print("REPORT " + json.dumps(report), flush=True)

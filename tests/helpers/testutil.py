@@ -4,6 +4,13 @@
 every wait on a child is bounded (``expect(prefix, timeout)``), closing stdin is
 the "let go and exit" signal of the helper scripts, and ``finish()`` guarantees the
 process is gone and its pipes are closed at teardown.
+
+Readiness probes replace "sleep until the waiter is surely blocked": ``wait_until``
+polls a condition with a generous bound (a hang fails, a slow machine does not);
+``blocked_on(path)`` waits until the kernel lists a blocked request for the file in
+``/proc/locks``; ``queued_on(lock)`` waits until a native lock's ``_waiters()`` test
+hook counts the waiters of this process.  Tests never assert how fast something
+happened: timing claims belong in the benchmark.
 """
 
 from __future__ import annotations
@@ -25,6 +32,77 @@ from typing import Any, Callable
 
 HELPERS = Path(__file__).resolve().parent
 SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))
+
+
+#: The bound of every readiness wait: long enough for a loaded 2-core machine, short
+#: enough to fail a hung test before pytest-timeout does.
+PATIENCE = 10.0
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = PATIENCE, what: str | None = None
+) -> Any:
+    """Return ``predicate()``'s first truthy value, polling until ``timeout`` (then fail)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what or predicate}")
+        # A probe, not synchronisation: how long we pause changes only how soon we notice.
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+def _file_key(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return os.major(st.st_dev), os.minor(st.st_dev), st.st_ino
+
+
+def proc_locks(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(held, blocked): the kernel's lock records on ``path`` from ``/proc/locks``, for every
+    process and every kind (OFD, POSIX ``lockf``, ``flock``). A blocked request is a
+    ``N: -> KIND ...`` line; its key is ``MAJ:MIN:INODE`` with major and minor in hex."""
+    try:
+        major, minor, ino = _file_key(path)
+    except FileNotFoundError:
+        return 0, 0
+    held = blocked = 0
+    with open("/proc/locks") as f:
+        for line in f:
+            fields = line.split()
+            is_blocked = len(fields) > 1 and fields[1] == "->"
+            if is_blocked:
+                del fields[1]
+            if len(fields) < 6:
+                continue
+            try:
+                maj, mino, inode = fields[5].split(":")
+                key = (int(maj, 16), int(mino, 16), int(inode))
+            except ValueError:
+                continue
+            if key == (major, minor, ino):
+                if is_blocked:
+                    blocked += 1
+                else:
+                    held += 1
+    return held, blocked
+
+
+def blocked_on(path: str | os.PathLike[str], count: int = 1, timeout: float = PATIENCE) -> None:
+    """Wait until at least ``count`` requests are blocked in the kernel on file ``path``."""
+    wait_until(
+        lambda: proc_locks(path)[1] >= count,
+        timeout,
+        f"{count} blocked request(s) on {path} in /proc/locks",
+    )
+
+
+def queued_on(lock: Any, count: int = 1, timeout: float = PATIENCE) -> None:
+    """Wait until native ``lock``'s ``_waiters()`` test hook counts ``count`` waiters."""
+    wait_until(lambda: lock._waiters() >= count, timeout, f"{count} waiter(s) on {lock!r}")
 
 
 def child_env(**extra: str) -> dict[str, str]:
