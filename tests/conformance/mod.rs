@@ -23,17 +23,21 @@
 //! deadline and well within a generous bound; an `interrupted` answering true between steps
 //! ends the wait with `Interrupted`; after a timeout or an interrupt nothing is held and no
 //! place in line is kept (the holder's next try succeeds at once); release when not held is
-//! `NotHeld`, also for a user that does not hold it while another does; a dropped `Guard` releases, a kept one does not, a guard not had releases nothing;
-//! `Both` takes both or gives the first back (on timeout and on error); `is_still_owner`
-//! follows the hold; a release wakes a waiter whose step outlasts the test (no lost wake-up).
+//! `NotHeld`, also for a user that does not hold it while another does; a dropped `Guard`
+//! releases, a kept one does not, a guard not had releases nothing; `Both` takes both or gives
+//! the first back (on timeout and on error); `is_still_owner` follows the hold; a release
+//! wakes a waiter whose step outlasts the test (no lost wake-up).
 //! No check asserts a tight timing; [`PATIENCE`] bounds waits that should end.
 //!
 //! # Server locks (MySQL, Ceph)
 //! A server kind runs the same kit from `tests/conformance_mysql.rs`, `tests/conformance_ceph.rs`:
-//! - `pair` opens two independent clients: for MySQL two connections (GET_LOCK is held per
-//!   session, so two handles on one session would share the hold), for RBD/rados two client
-//!   handles with distinct owner cookies, on a lock name fresh per call (a counter or a random
-//!   suffix), against the server that `tests/services/` started on 127.0.0.1.
+//! - `pair` opens two users on a lock name fresh per call (a counter or a random suffix),
+//!   against the server that `tests/services/` started on 127.0.0.1. For MySQL, two
+//!   connections: GET_LOCK is held per session and re-entrant within it, so two handles on one
+//!   session would both "get" it. For RBD, two image handles (a second handle in the same
+//!   process gets -EROFS, so they do exclude; their owner strings may be equal when they share a
+//!   rados connection, so ownership is `rbd_is_exclusive_lock_owner`, not the owner string); for
+//!   a rados object lock, two clients or two cookies.
 //! - `unavailable` says why the server cannot be reached (None when it can): the kit then
 //!   fails the test when `CI=true` and otherwise prints the reason and passes (cargo has no
 //!   skip).
@@ -43,8 +47,11 @@
 //!   (`max_step()`), since a server-side wait cannot outlast the socket's read timeout.
 //! - `waiters` may count waiters the server reports (MySQL: `performance_schema.metadata_locks`
 //!   rows in PENDING state for the lock's name), or stay `None`: the wake check then releases
-//!   without seeing the waiter asleep first.
-//! - `tracks_owner` stays true: a server lock answers `is_still_owner` from the server.
+//!   without seeing the waiter asleep first. A kind that can only poll (RBD) keeps the default
+//!   `wake_step`: its polls inside the step find the freed lock, and the check then says only
+//!   that a release is noticed within [`PATIENCE`].
+//! - `tracks_owner` and `per_handle` stay true: a server lock answers `is_still_owner` from
+//!   the server, and one session's release never ends another's hold.
 //!
 //! Lost holds (a killed session, an expired lease) are kind-specific and are tested beside the
 //! kind, not here.
