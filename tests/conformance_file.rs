@@ -169,8 +169,9 @@ impl Subject for Threads {
     fn waiters(&self, handle: &FileLock) -> Option<usize> {
         Some(handle.waiters())
     }
-    // KNOWN GAP: the core FileLock keeps its hold per process, not per handle: another
-    // handle's release ends the hold and its is_still_owner says true. Drop this once fixed.
+    // The core FileLock's hold belongs to the process: any handle of it may end it (its own
+    // unit tests rely on that; the binding adds per-object ownership), and is_still_owner
+    // answers for the process, though its doc says "held through this lock".
     fn per_handle(&self) -> bool {
         false
     }
@@ -218,8 +219,9 @@ impl Subject for InProcessThenFile {
     fn waiters(&self, handle: &Self::Handle) -> Option<usize> {
         Some(handle.0 .0.waiters())
     }
-    // KNOWN GAP: the core FileLock keeps its hold per process, not per handle: another
-    // handle's release ends the hold and its is_still_owner says true. Drop this once fixed.
+    // The core FileLock's hold belongs to the process: any handle of it may end it (its own
+    // unit tests rely on that; the binding adds per-object ownership), and is_still_owner
+    // answers for the process, though its doc says "held through this lock".
     fn per_handle(&self) -> bool {
         false
     }
