@@ -328,7 +328,8 @@ impl Lock for FileLock {
         unlocked
     }
 
-    /// Held through this lock (a file lock cannot be taken away while this process lives).
+    /// Held by this process through this path (file locks belong to the process, as oslo's
+    /// do, and cannot be taken away while it lives).
     fn is_still_owner(&self) -> Result<bool, LockError> {
         let generation = self.held_generation.load(Ordering::Acquire);
         let file = self.file();
