@@ -48,7 +48,7 @@ if cfg is not None:
     try:
         # A partial migration runs both libraries in one process: register oslo's own option
         # objects, so either library's set_defaults() changes the one lock_path both read.
-        from oslo_concurrency.lockutils import _opts
+        from oslo_concurrency.lockutils import _opts as _opts
     except ImportError:
         _opts = [
             cfg.BoolOpt(
