@@ -176,6 +176,8 @@ class FileLock(_NativeLock):
     def _waiters(self) -> int:
         """Test hook: threads of this process asleep until another thread of it lets go
         (waits for other processes are in the kernel's ``/proc/locks``)."""
+    def exists(self) -> bool:
+        """Whether the lock file exists (fasteners' ``exists``)."""
     def remove_if_unused(self) -> bool:
         """Delete the lock file while holding it, unless someone holds it (then False)."""
 
@@ -209,6 +211,9 @@ class ExternalLock(_NativeLock):
         """The in-process lock of the name is held by a thread of this process."""
     def _waiters(self) -> int:
         """Test hook: threads of this process asleep on the in-process lock of the name."""
+    def exists(self) -> bool:
+        """Whether the file of the current hold exists (fasteners' ``exists``; False when not
+        held)."""
 
 def lock_file_path(
     lock_path: Union[str, PathLike[str]], name: str, lock_file_prefix: Optional[str] = None

@@ -3,9 +3,10 @@ oslo users call), over ferrolock's ``FileLock``."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
-from typing import Optional
+from typing import IO, Any, Optional
 
 from ferrolock import _native
 
@@ -18,7 +19,25 @@ class InterProcessLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = _native.FileLock(path)
+        self._lockfile: Optional[IO[Any]] = None
         self.acquired = False
+
+    @property
+    def lockfile(self) -> Optional[IO[Any]]:
+        """fasteners' open lock file: None until the caller assigns one (ferrolock opens and
+        caches its own descriptors)."""
+        return self._lockfile
+
+    @lockfile.setter
+    def lockfile(self, handle: Optional[IO[Any]]) -> None:
+        # fasteners' callers (oslo's own tests among them) open a file and assign it here, then
+        # trylock(): the lock then is on that file.
+        if self.acquired:
+            raise threading.ThreadError("cannot change the lock file while holding the lock")
+        self._lockfile = handle
+        if handle is not None:
+            self.path = os.fspath(handle.name)
+            self._lock = _native.FileLock(self.path)
 
     def acquire(
         self,
@@ -31,6 +50,18 @@ class InterProcessLock:
         if got:  # a failed try (another thread's) must not forget this object's hold
             self.acquired = True
         return got
+
+    def trylock(self) -> None:
+        """fasteners' single try: hold the lock, or raise BlockingIOError (EAGAIN) if it is
+        held elsewhere, as ``fcntl.lockf`` does there."""
+        if not self._lock.acquire(False):
+            raise BlockingIOError(errno.EAGAIN, "lock is held elsewhere", self.path)
+        self.acquired = True
+
+    def unlock(self) -> None:
+        """fasteners' unlock: give the lock back if this object holds it (else nothing)."""
+        if self.acquired:
+            self.release()
 
     def exists(self) -> bool:
         """Whether the lock file exists (fasteners' ``exists``)."""

@@ -11,6 +11,7 @@ The hot path (no DEBUG logging, default semaphores, not fair) returns a native l
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -27,7 +28,7 @@ from typing import Any, Callable, Optional, TypeVar, cast
 from ferrolock import _native
 from ferrolock._compose import held, layered_lock
 from ferrolock._decorate import callable_name
-from ferrolock.exceptions import AcquireLockFailedException, LockPathError
+from ferrolock.exceptions import AcquireLockFailedException, InvalidLockName, LockPathError
 from ferrolock.interprocess import InterProcessLock
 from ferrolock.rwlock import ReaderWriterLock
 
@@ -122,7 +123,7 @@ def _lock_dir(lock_path: Optional[str]) -> str:
         return cast(str, configured)
     configured = os.environ.get("OSLO_LOCK_PATH")
     if not configured:
-        raise LockPathError(None, _MISSING_LOCK_PATH)
+        raise LockPathError(_MISSING_LOCK_PATH)  # one argument: no "[Errno None]" in front
     return configured
 
 
@@ -218,16 +219,33 @@ def remove_external_lock_file(
 ) -> None:
     """Remove the lock file of ``name`` when nobody holds it.
 
-    Unlike oslo, the file lock itself is held while the file is unlinked, so no process can be
-    inside the lock on the old file while another takes it on a new one; a lock in use is left.
+    Unlike oslo, the file lock itself is held while the file is unlinked (``os.remove``, as oslo
+    does), so no process can be inside the lock on the old file while another takes it on a new
+    one; a lock in use is left.
     """
     with internal_lock(name, semaphores=semaphores):
         lock_file_path = _get_lock_path(name, lock_file_prefix, lock_path)
         try:
-            if not _native.FileLock(lock_file_path).remove_if_unused():
-                LOG.debug("Lock file %(file)s is in use; not removed", {"file": lock_file_path})
-        except OSError:
-            LOG.warning("Failed to remove file %(file)s", {"file": lock_file_path})
+            if isinstance(lock_file_path, str):
+                _remove_while_held(lock_file_path)
+            else:  # a test's stand-in for _get_lock_path (a mock): oslo's plain removal
+                os.remove(lock_file_path)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                LOG.warning("Failed to remove file %(file)s", {"file": lock_file_path})
+
+
+def _remove_while_held(path: str) -> None:
+    if not os.path.lexists(path):
+        return  # locking it would create it only to delete it
+    file_lock = _native.FileLock(path)
+    if not file_lock.acquire(False):
+        LOG.debug("Lock file %(file)s is in use; not removed", {"file": path})
+        return
+    try:
+        os.remove(path)
+    finally:
+        file_lock.release()
 
 
 def _lock_name(name: Any) -> str:
@@ -254,6 +272,9 @@ def _python_lock(
     blocking = bool(blocking)
     if not blocking and timeout is not None:
         raise ValueError("can't specify a timeout for a non-blocking call")
+    if external and not isinstance(name, str):
+        # oslo fails too (it builds the file name with str methods); ours would be "None"
+        raise InvalidLockName(f"an external lock needs a str name, not {name!r}")
     name = _lock_name(name)
     quiet = not (do_log and LOG.isEnabledFor(_DEBUG))
     if quiet and semaphores is None:
@@ -284,6 +305,9 @@ def _external_lock_dir(lock_path: Optional[str]) -> Optional[str]:
 
 _native.set_lock_fallback(_python_lock, _external_lock_dir, LOG)
 lock = _native.lock
+# synchronized's fast path is taken only while ``lock`` is this one: a test that patches
+# lockutils.lock (mock.patch.object(lockutils, "lock")) sees every call, as with oslo.
+_LOCK = lock
 
 
 def lock_with_prefix(lock_file_prefix: str) -> Callable[..., Any]:
@@ -326,7 +350,7 @@ def synchronized(
         def inner(*args: Any, **kwargs: Any) -> Any:
             if LOG.isEnabledFor(_DEBUG):
                 return _logged_call(f, f_name, args, kwargs)
-            if native is not None:
+            if native is not None and lock is _LOCK:
                 with native:
                     return f(*args, **kwargs)
             with lock(*lock_args, **lock_kwargs):
@@ -338,7 +362,8 @@ def synchronized(
             gotten = True
             try:
                 LOG.debug('Acquiring lock "%s" by "%s"', name, f_name)
-                with native if native is not None else lock(*lock_args, **lock_kwargs):
+                fast = native if native is not None and lock is _LOCK else None
+                with fast if fast is not None else lock(*lock_args, **lock_kwargs):
                     t2 = time.monotonic()
                     LOG.debug(
                         'Lock "%(name)s" acquired by "%(function)s" :: waited %(wait_secs)0.3fs',

@@ -220,3 +220,21 @@ impl FileLock {
         format!("<ferrolock.FileLock path={:?} locked={}>", self.core.path(), self.core.locked())
     }
 }
+
+/// fasteners' `exists()`, which oslo's users call on what `lock(name, external=True)` yields
+/// (oslo yields a fasteners `InterProcessLock`; ours yields one of these two).
+#[pymethods]
+impl ExternalLock {
+    /// Whether the file of the current hold exists (False when not held).
+    fn exists(&self) -> bool {
+        self.path().is_some_and(|p| p.exists())
+    }
+}
+
+#[pymethods]
+impl FileLock {
+    /// Whether the lock file exists.
+    fn exists(&self) -> bool {
+        self.core.path().exists()
+    }
+}
