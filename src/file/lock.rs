@@ -197,8 +197,13 @@ fn with_path(err: LockError, path: &Path) -> LockError {
     }
 }
 
-/// Errors that mean the directory cannot hold lock files, named by the directory.
+/// Errors that mean the directory cannot hold lock files, named by the directory; a lock file
+/// that exists but may not be opened (read-only, another user's) is named itself.
 fn open_error(path: &Path, source: io::Error) -> LockError {
+    let file_refused = matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    if file_refused && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+        return io_error(path, "open", source);
+    }
     let dir_problem = matches!(
         source.raw_os_error(),
         Some(

@@ -5,7 +5,8 @@ Each subcommand is a module here (``run``, ``holders``, ``demo``) giving ``add_p
 shell conventions for a child; the same problem has the same code in every subcommand:
 
 * 75 (EX_TEMPFAIL): the lock was busy or the wait timed out;
-* 78 (EX_CONFIG): no usable lock directory or lock file, or an invalid lock name;
+* 78 (EX_CONFIG): no usable lock directory (none configured, missing, not listable or
+  writable) or lock file, or an invalid lock name;
 * 2 (argparse): bad usage everywhere.
 """
 
@@ -16,6 +17,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from ferrolock import _native
 from ferrolock.cli import demo, holders, run
 from ferrolock.cli._common import EX_CONFIG, EX_TEMPFAIL, PROG
 
@@ -26,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="ferrolock: inter-process locks compatible with oslo.concurrency"
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {_native.__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     sub.required = True
     run.add_parser(sub)

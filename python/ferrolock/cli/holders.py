@@ -1,6 +1,7 @@
 """``ferrolock holders``: the lock files of a lock directory and who holds each one now.
 
-Exit codes: 0; 1 if the lock directory cannot be listed; 78 if no lock directory is configured.
+Exit codes: 0; 78 (EX_CONFIG, as ``run`` reports an unusable lock directory) if no lock
+directory is configured or it cannot be listed.
 The /proc introspection itself is ``ferrolock.holders``.
 """
 
@@ -73,7 +74,7 @@ def cmd_holders(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         rows = list_holders(lock_path)
     except OSError as exc:
         err(f"cannot list lock directory {lock_path}: {exc.strerror or exc}")
-        return 1
+        return EX_CONFIG
     if args.json:
         payload = {"lock_path": lock_path, "locks": [dataclasses.asdict(r) for r in rows]}
         print(json.dumps(payload, indent=2))
