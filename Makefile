@@ -78,6 +78,20 @@ bench: install ## ferrolock and oslo.concurrency side by side (see bench/README.
 	$(PIP) -r bench/requirements.txt
 	$(PY) bench/run.py
 
+# PyPI takes manylinux wheels only. Linking with zig against glibc 2.17's symbols makes one
+# here without a manylinux container; maturin checks the manylinux2014 policy while tagging and
+# auditwheel, the tool PyPI's rule comes from, confirms it. zig links differently, so it keeps
+# its own cargo cache (else it and `make install` would rebuild each other's).
+wheel: $(PY) ## build the release abi3 wheel (manylinux2014) into dist/, checked with auditwheel
+	$(PIP) 'maturin>=1.5,<2' auditwheel ziglang
+	CARGO_TARGET_DIR=target/manylinux $(VENV)/bin/maturin build --release --zig \
+		--compatibility manylinux2014 --out dist
+	$(VENV)/bin/auditwheel show dist/ferrolock-*-abi3-manylinux2014*.whl
+
+sdist: $(PY) ## build the source distribution into dist/
+	$(PIP) 'maturin>=1.5,<2'
+	$(VENV)/bin/maturin sdist --out dist
+
 clean: ## remove build output (cargo's target/, dist/)
 	cargo clean
 	rm -rf dist
