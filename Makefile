@@ -62,7 +62,7 @@ test-py: test-deps ## pytest suites against the ferrolock installed in .venv/
 	@$(PY) -c 'import ferrolock._native' 2>/dev/null || $(MAKE) --no-print-directory install
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
-lint: install ## cargo fmt/clippy, ruff, mypy --strict, stubtest
+lint: install test-deps ## cargo fmt/clippy, ruff, mypy --strict, stubtest (mypy reads the test deps' types)
 	$(PIP) ruff mypy typing_extensions
 	cargo fmt --check
 	cargo clippy --quiet --all-targets --features python -- -D warnings
