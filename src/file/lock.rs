@@ -10,10 +10,11 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +31,83 @@ use crate::{Lock, LockError, RawLock};
 /// from ~10 ms to ~5 ms for ~15% of throughput; 128 halved throughput, 1024 bounded nothing.
 const RETAKES: u32 = 384;
 
-/// Idle entries kept with their descriptor open; past this, idle ones are closed.
-const IDLE_FILES_KEPT: usize = 128;
+/// Most idle lock-file descriptors kept open, whatever the descriptor limit.
+const IDLE_FILES_MAX: usize = 128;
+/// Share of `RLIMIT_NOFILE` the idle descriptors may take at most: a service near its limit
+/// (sockets) must never find it reached because of locks it no longer holds.
+const NOFILE_SHARE: u64 = 32;
+/// Fewest idle descriptors kept, however low the limit (a hot lock keeps its open file).
+const IDLE_FILES_MIN: usize = 2;
+
+/// How many idle lock files keep their descriptor: 1/32 of the descriptor limit, 2 to 128.
+/// Read at each new file, so a limit lowered at run time (`resource.setrlimit`) counts.
+fn idle_files_kept() -> usize {
+    match sys::open_files_limit() {
+        Some(limit) => usize::try_from(limit / NOFILE_SHARE)
+            .unwrap_or(IDLE_FILES_MAX)
+            .clamp(IDLE_FILES_MIN, IDLE_FILES_MAX),
+        None => IDLE_FILES_MAX,
+    }
+}
+
+/// Lock-file descriptors open now (parked ones not counted).
+static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// Descriptors whose close would have dropped a POSIX lock this process holds (see `LockFd`).
+static PARKED: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
+
+/// A lock file's descriptor. Dropped, it closes, unless this process holds a classic POSIX lock
+/// on that file (oslo/fasteners in the same process, during a partial migration): POSIX locks
+/// belong to the process and the kernel drops them when it closes any descriptor of the file,
+/// so closing ours would silently end oslo's hold. Such a descriptor is parked, and closed by a
+/// later trim once that lock is gone.
+struct LockFd(ManuallyDrop<OwnedFd>);
+
+impl LockFd {
+    fn new(fd: OwnedFd) -> LockFd {
+        OPEN_FILES.fetch_add(1, Ordering::Relaxed);
+        LockFd(ManuallyDrop::new(fd))
+    }
+}
+
+impl std::ops::Deref for LockFd {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.0
+    }
+}
+
+impl Drop for LockFd {
+    fn drop(&mut self) {
+        OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+        // SAFETY: taken exactly once, here; `self.0` is never used again.
+        let fd = unsafe { ManuallyDrop::take(&mut self.0) };
+        // A failed query keeps it too: a leaked descriptor costs less than a dropped lock.
+        if sys::process_holds_posix_lock(fd.as_raw_fd()).unwrap_or(true) {
+            parked().push(fd);
+        }
+    }
+}
+
+fn parked() -> std::sync::MutexGuard<'static, Vec<OwnedFd>> {
+    PARKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Close idle descriptors: entries nobody uses go, and entries still referenced (a `FileLock`
+/// kept by the caller) that no thread holds or waits for give theirs back (reopened on next
+/// use). Parked descriptors whose POSIX lock is gone are closed.
+fn close_idle() {
+    parked().retain(|fd| sys::process_holds_posix_lock(fd.as_raw_fd()).unwrap_or(true));
+    let mut files = cache().lock();
+    files.retain(|_, f| Arc::strong_count(f) > 1 || f.guard.locked());
+    for file in files.values() {
+        // Holding the guard, nobody else touches `open`; a held or awaited file is skipped.
+        if file.guard.try_acquire().unwrap_or(false) {
+            *file.open.lock() = None;
+            let _ = file.guard.release();
+        }
+    }
+}
 
 struct LockFile {
     path: PathBuf,
@@ -66,7 +142,7 @@ impl LockFile {
 }
 
 struct OpenFile {
-    fd: Arc<OwnedFd>,
+    fd: Arc<LockFd>,
     id: FileId,
     /// `fork::generation()` when opened. A forked child inherits the descriptor, and with
     /// it the parent's open file and lock: it must open its own and never unlock the parent's.
@@ -111,7 +187,7 @@ fn entry_for(path: &Path) -> Arc<LockFile> {
     if let Some(file) = files.get(path) {
         return Arc::clone(file);
     }
-    if files.len() >= IDLE_FILES_KEPT {
+    if files.len() >= idle_files_kept() {
         files.retain(|_, f| Arc::strong_count(f) > 1 || f.guard.locked());
     }
     let file = Arc::new(LockFile::new(path));
@@ -197,8 +273,14 @@ fn with_path(err: LockError, path: &Path) -> LockError {
     }
 }
 
-/// Errors that mean the directory cannot hold lock files, named by the directory.
+/// Errors that mean the directory cannot hold lock files, named by the directory. An existing
+/// lock file we may not open (another user's) is the file's fault, named by the file, and
+/// comes out as `PermissionError` like oslo's.
 fn open_error(path: &Path, source: io::Error) -> LockError {
+    let denied = matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    if denied && matches!(sys::path_identity(path), Ok(Some(_))) {
+        return io_error(path, "open", source);
+    }
     let dir_problem = matches!(
         source.raw_os_error(),
         Some(
@@ -210,6 +292,21 @@ fn open_error(path: &Path, source: io::Error) -> LockError {
         LockError::LockPath { path: dir, source }
     } else {
         io_error(path, "open", source)
+    }
+}
+
+/// Open `path` for a lock, making room first when the idle descriptors reached their share,
+/// and once more after giving all idle ones back when the process or system is out of them.
+fn open_lock_file(path: &Path) -> Result<OpenFile, LockError> {
+    if OPEN_FILES.load(Ordering::Relaxed) >= idle_files_kept() {
+        close_idle();
+    }
+    match open_creating_dirs(path) {
+        Err(LockError::Io { source, .. }) if sys::out_of_descriptors(&source) => {
+            close_idle();
+            open_creating_dirs(path)
+        }
+        opened => opened,
     }
 }
 
@@ -226,7 +323,7 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
         Err(e) => return Err(open_error(path, e)),
     };
     let id = sys::fd_identity(&fd).map_err(|e| io_error(path, "fstat", e))?;
-    Ok(OpenFile { fd: Arc::new(fd), id, generation: fork::generation() })
+    Ok(OpenFile { fd: Arc::new(LockFd::new(fd)), id, generation: fork::generation() })
 }
 
 impl FileLock {
@@ -403,7 +500,7 @@ fn lock_file(
             }
             let file = match &mut *open {
                 Some(file) => file,
-                None => open.insert(open_creating_dirs(path)?),
+                None => open.insert(open_lock_file(path)?),
             };
             (Arc::clone(&file.fd), file.id, file.generation)
         };
@@ -484,11 +581,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("held");
         assert!(FileLock::new(&path).acquire(Until::forever(), &mut || false).unwrap_or(false));
-        let others: Vec<FileLock> = (0..2 * IDLE_FILES_KEPT)
+        let others: Vec<FileLock> = (0..2 * IDLE_FILES_MAX)
             .map(|i| FileLock::new(&dir.path().join(i.to_string())))
             .collect();
         drop(others);
-        for i in 0..2 * IDLE_FILES_KEPT {
+        for i in 0..2 * IDLE_FILES_MAX {
             drop(FileLock::new(&dir.path().join(format!("idle-{i}"))));
         }
         let outsider = sys::open_lock_file(&path).expect("open");

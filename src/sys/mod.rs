@@ -264,3 +264,44 @@ pub fn wake_all(word: &AtomicU32) {
 pub fn unlock(fd: &OwnedFd) -> io::Result<()> {
     set_lock(fd, SET_LOCK, libc::F_UNLCK)
 }
+
+/// Whether this process holds a classic POSIX (`lockf`/`F_SETLK`) lock on the file `fd` names.
+/// Such a lock belongs to the process and vanishes when the process closes *any* descriptor of
+/// the file, ours included (oslo/fasteners in the same process take those). An OFD query on our
+/// own description reports a POSIX lock of this very process as a conflict carrying our pid
+/// (OFD locks report pid -1), which a classic `F_GETLK` could not: it ignores our own locks.
+#[cfg(target_os = "linux")]
+pub fn process_holds_posix_lock(fd: RawFd) -> io::Result<bool> {
+    let mut fl = whole_file(libc::F_WRLCK);
+    // SAFETY: `fd` is open for the duration of the call and `fl` a valid, writable flock.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid == me)
+}
+
+/// Elsewhere our own locks are per-process POSIX locks too, and a process cannot see its own.
+#[cfg(not(target_os = "linux"))]
+pub fn process_holds_posix_lock(_fd: RawFd) -> io::Result<bool> {
+    Ok(false)
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`); `None` when unlimited or unknown.
+pub fn open_files_limit() -> Option<u64> {
+    // SAFETY: zeroed `rlimit` is a valid out-buffer.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let soft = limit.rlim_cur as u64;
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
+}
+
+/// Out of descriptors, in this process (EMFILE) or system-wide (ENFILE).
+pub fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
