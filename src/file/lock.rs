@@ -14,7 +14,9 @@ use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +32,77 @@ use crate::{Lock, LockError, RawLock};
 /// cores with 4 processes in a tight loop (bench `external.procs4`): 384 cut the longest wait
 /// from ~10 ms to ~5 ms for ~15% of throughput; 128 halved throughput, 1024 bounded nothing.
 const RETAKES: u32 = 384;
+
+/// oslo/fasteners waiters never block in the kernel: they try `lockf` every 10-100 ms, so a
+/// process that keeps re-taking the lock within microseconds starves them (measured: an oslo
+/// process waited 10-27 s per take next to a busy ferrolock process). Such a busy process
+/// leaves the file free for `POLLER_GAP` at the start of every `POLLER_PERIOD` of
+/// `CLOCK_MONOTONIC`; the clock is the machine's, so every busy ferrolock process keeps the
+/// same windows and the file really is free then. Only runs of back-to-back holds (released and
+/// taken again within `POLLER_GAP`) at least `POLLER_PERIOD` long do this: a lock used in
+/// bursts never pays. Costs a busy loop `POLLER_GAP / POLLER_PERIOD` (7.5%).
+const POLLER_PERIOD_NS: u64 = 2_000_000_000;
+/// Longer than fasteners' longest poll interval (`max_delay`, 100 ms), with room for a late
+/// wake-up of the poller.
+const POLLER_GAP_NS: u64 = 150_000_000;
+
+/// Whether busy processes leave oslo pollers their windows (`FERROLOCK_OSLO_POLLERS=0` or
+/// `set_yield_to_pollers(false)` turns it off for fleets where only ferrolock takes the files).
+static YIELD_TO_POLLERS: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = 2;
+
+fn yield_to_pollers() -> bool {
+    match YIELD_TO_POLLERS.load(Ordering::Relaxed) {
+        UNSET => {
+            let off = std::env::var_os("FERROLOCK_OSLO_POLLERS").is_some_and(|v| v == "0");
+            YIELD_TO_POLLERS.store(u8::from(!off), Ordering::Relaxed);
+            !off
+        }
+        on => on == 1,
+    }
+}
+
+/// Turn the windows left to oslo pollers on or off for this process.
+pub fn set_yield_to_pollers(on: bool) {
+    YIELD_TO_POLLERS.store(u8::from(on), Ordering::Relaxed);
+}
+
+/// Time left in the current pollers' window, if one is open now.
+fn poller_window_left(now: u64) -> Option<u64> {
+    let phase = now % POLLER_PERIOD_NS;
+    (phase < POLLER_GAP_NS).then(|| POLLER_GAP_NS - phase)
+}
+
+/// The window to keep out of, for the thread about to take `file`: a long run of back-to-back
+/// holds is on, and a pollers' window is open.
+fn must_leave_free(file: &LockFile, now: u64) -> bool {
+    let start = file.run_start.load(Ordering::Relaxed);
+    start != 0
+        && now.saturating_sub(start) >= POLLER_PERIOD_NS
+        && now.saturating_sub(file.last_release.load(Ordering::Relaxed)) < POLLER_GAP_NS
+        && poller_window_left(now).is_some()
+        && yield_to_pollers()
+}
+
+/// Waiting out a pollers' window, as a lock the wait loop can wait for (deadlines, Ctrl-C).
+struct PollerWindow<'a>(&'a LockFile);
+
+impl RawLock for PollerWindow<'_> {
+    fn try_acquire(&self) -> Result<bool, LockError> {
+        Ok(!must_leave_free(self.0, sys::monotonic_ns()))
+    }
+    fn acquire_step(&self, step: Duration, _: &mut WaitTicket) -> Result<bool, LockError> {
+        if let Some(left) = poller_window_left(sys::monotonic_ns()) {
+            std::thread::sleep(step.min(Duration::from_nanos(left)));
+        }
+        // The run goes on after the window: the gap was ours, not the end of the run.
+        self.0.last_release.store(sys::monotonic_ns(), Ordering::Relaxed);
+        self.try_acquire()
+    }
+    fn release(&self) -> Result<(), LockError> {
+        Ok(())
+    }
+}
 
 /// Most idle lock-file descriptors kept open, whatever the descriptor limit.
 const IDLE_FILES_MAX: usize = 128;
@@ -118,6 +191,10 @@ struct LockFile {
     contended: AtomicBool,
     /// Straight re-takes (no wait) since this process last made way.
     retakes: AtomicU32,
+    /// `monotonic_ns()` when the current run of back-to-back holds began (0: none yet).
+    run_start: AtomicU64,
+    /// `monotonic_ns()` of the last release.
+    last_release: AtomicU64,
     /// Held: the file is locked too, not only `guard` (which a thread still waiting for the
     /// file holds), so that `release` cannot cut into an acquire in progress.
     held: AtomicBool,
@@ -135,6 +212,8 @@ impl LockFile {
             open: StateMutex::new(None),
             contended: AtomicBool::new(false),
             retakes: AtomicU32::new(0),
+            run_start: AtomicU64::new(0),
+            last_release: AtomicU64::new(0),
             held: AtomicBool::new(false),
             generation: fork::generation(),
         }
@@ -409,6 +488,7 @@ impl Lock for FileLock {
             return Err(LockError::NotHeld);
         }
         let unlocked = file.unlock(false);
+        file.last_release.store(sys::monotonic_ns(), Ordering::Relaxed);
         // Waited for this hold, or re-took the lock many times in a row since last making way:
         // other processes may be waiting, and whoever runs first after the unlock gets it.
         let retakes = file.retakes.fetch_add(1, Ordering::Relaxed);
@@ -492,6 +572,9 @@ fn lock_file(
 ) -> Result<bool, LockError> {
     let path = &file.path;
     loop {
+        if !wait::acquire(&PollerWindow(file), until, interrupted)? {
+            return Ok(false);
+        }
         let (fd, id, generation) = {
             let mut open = file.open.lock();
             if open.as_ref().is_some_and(OpenFile::inherited) {
@@ -528,7 +611,20 @@ fn lock_file(
             return Ok(false);
         }
         match sys::path_identity(path) {
-            Ok(Some(now)) if now == id => return Ok(true),
+            Ok(Some(now)) if now == id => {
+                let now = sys::monotonic_ns();
+                if must_leave_free(file, now) {
+                    // A kernel wait handed it over inside a pollers' window: pass it on (to
+                    // the next ferrolock waiter, which does the same) and wait the window out.
+                    let _ = sys::unlock(&fd);
+                    continue;
+                }
+                let last = file.last_release.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= POLLER_GAP_NS {
+                    file.run_start.store(now, Ordering::Relaxed);
+                }
+                return Ok(true);
+            }
             Ok(_) => {
                 // Removed or replaced while we waited: lock whatever the path names now.
                 let _ = sys::unlock(&fd);
