@@ -42,6 +42,12 @@ const RETAKES: u32 = 384;
 /// taken again within `POLLER_GAP`) at least `POLLER_PERIOD` long do this: a lock used in
 /// bursts never pays. Costs a busy loop `POLLER_GAP / POLLER_PERIOD` (7.5%).
 const POLLER_PERIOD_NS: u64 = 2_000_000_000;
+/// The period once a `lockf` holder of the file was seen (an oslo process does use it: a
+/// rolling upgrade is on): its waiters then wait about as long as next to a busy oslo service,
+/// for 30% of a busy loop's throughput, until `MIXED_FOR_NS` after the last sighting. The
+/// windows of both periods start together, so processes in either mode agree.
+const MIXED_PERIOD_NS: u64 = 500_000_000;
+const MIXED_FOR_NS: u64 = 60_000_000_000;
 /// Longer than fasteners' longest poll interval (`max_delay`, 100 ms), with room for a late
 /// wake-up of the poller.
 const POLLER_GAP_NS: u64 = 150_000_000;
@@ -67,9 +73,17 @@ pub fn set_yield_to_pollers(on: bool) {
     YIELD_TO_POLLERS.store(u8::from(on), Ordering::Relaxed);
 }
 
-/// Time left in the current pollers' window, if one is open now.
-fn poller_window_left(now: u64) -> Option<u64> {
-    let phase = now % POLLER_PERIOD_NS;
+fn poller_period(file: &LockFile, now: u64) -> u64 {
+    if file.mixed_until.load(Ordering::Relaxed) > now {
+        MIXED_PERIOD_NS
+    } else {
+        POLLER_PERIOD_NS
+    }
+}
+
+/// Time left in the current pollers' window of `file`, if one is open now.
+fn poller_window_left(file: &LockFile, now: u64) -> Option<u64> {
+    let phase = now % poller_period(file, now);
     (phase < POLLER_GAP_NS).then(|| POLLER_GAP_NS - phase)
 }
 
@@ -78,11 +92,28 @@ fn poller_window_left(now: u64) -> Option<u64> {
 fn must_leave_free(file: &LockFile, now: u64) -> bool {
     let start = file.run_start.load(Ordering::Relaxed);
     start != 0
-        && now.saturating_sub(start) >= POLLER_PERIOD_NS
+        && now.saturating_sub(start) >= poller_period(file, now)
         && now.saturating_sub(file.last_release.load(Ordering::Relaxed)) < POLLER_GAP_NS
-        && poller_window_left(now).is_some()
+        && poller_window_left(file, now).is_some()
         && yield_to_pollers()
 }
+
+/// The file is busy: if an oslo process (a `lockf` holder) has it, this file is shared with
+/// pollers, whose windows then come more often.
+/// Asked at most every `POSIX_CHECK_NS`: processes contending in a tight loop find the file
+/// busy thousands of times a second.
+fn note_posix_holder(file: &LockFile, fd: &LockFd) {
+    let now = sys::monotonic_ns();
+    if now.saturating_sub(file.posix_checked.load(Ordering::Relaxed)) < POSIX_CHECK_NS {
+        return;
+    }
+    file.posix_checked.store(now, Ordering::Relaxed);
+    if let Ok(Some(_)) = sys::posix_holder(fd.as_raw_fd()) {
+        file.mixed_until.store(now + MIXED_FOR_NS, Ordering::Relaxed);
+    }
+}
+
+const POSIX_CHECK_NS: u64 = 20_000_000;
 
 /// Waiting out a pollers' window, as a lock the wait loop can wait for (deadlines, Ctrl-C).
 struct PollerWindow<'a>(&'a LockFile);
@@ -92,7 +123,7 @@ impl RawLock for PollerWindow<'_> {
         Ok(!must_leave_free(self.0, sys::monotonic_ns()))
     }
     fn acquire_step(&self, step: Duration, _: &mut WaitTicket) -> Result<bool, LockError> {
-        if let Some(left) = poller_window_left(sys::monotonic_ns()) {
+        if let Some(left) = poller_window_left(self.0, sys::monotonic_ns()) {
             std::thread::sleep(step.min(Duration::from_nanos(left)));
         }
         // The run goes on after the window: the gap was ours, not the end of the run.
@@ -195,6 +226,10 @@ struct LockFile {
     run_start: AtomicU64,
     /// `monotonic_ns()` of the last release.
     last_release: AtomicU64,
+    /// `monotonic_ns()` until which the file counts as shared with oslo pollers.
+    mixed_until: AtomicU64,
+    /// `monotonic_ns()` when the holder of the busy file was last asked for.
+    posix_checked: AtomicU64,
     /// Held: the file is locked too, not only `guard` (which a thread still waiting for the
     /// file holds), so that `release` cannot cut into an acquire in progress.
     held: AtomicBool,
@@ -214,6 +249,8 @@ impl LockFile {
             retakes: AtomicU32::new(0),
             run_start: AtomicU64::new(0),
             last_release: AtomicU64::new(0),
+            mixed_until: AtomicU64::new(0),
+            posix_checked: AtomicU64::new(0),
             held: AtomicBool::new(false),
             generation: fork::generation(),
         }
@@ -590,6 +627,7 @@ fn lock_file(
         let ofd = Ofd(&fd);
         let locked = match ofd.try_acquire() {
             Ok(false) => {
+                note_posix_holder(file, &fd);
                 // `wait::acquire` tries once more before it blocks: in a tight loop the holder
                 // has often let go by then, and a blocking wait costs a timer and a wake-up
                 // (measured: 2 processes in a tight loop run 1.7x faster with it).

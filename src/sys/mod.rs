@@ -265,27 +265,34 @@ pub fn unlock(fd: &OwnedFd) -> io::Result<()> {
     set_lock(fd, SET_LOCK, libc::F_UNLCK)
 }
 
-/// Whether this process holds a classic POSIX (`lockf`/`F_SETLK`) lock on the file `fd` names.
-/// Such a lock belongs to the process and vanishes when the process closes *any* descriptor of
-/// the file, ours included (oslo/fasteners in the same process take those). An OFD query on our
-/// own description reports a POSIX lock of this very process as a conflict carrying our pid
-/// (OFD locks report pid -1), which a classic `F_GETLK` could not: it ignores our own locks.
+/// The pid of a process holding a classic POSIX (`lockf`/`F_SETLK`) lock that conflicts with an
+/// exclusive lock through `fd`: `None` when free or held through an OFD lock (which the kernel
+/// reports with pid -1). An OFD query on our own description also reports a POSIX lock of this
+/// very process, which a classic `F_GETLK` could not (it ignores the caller's own locks).
 #[cfg(target_os = "linux")]
-pub fn process_holds_posix_lock(fd: RawFd) -> io::Result<bool> {
+pub fn posix_holder(fd: RawFd) -> io::Result<Option<i32>> {
     let mut fl = whole_file(libc::F_WRLCK);
     // SAFETY: `fd` is open for the duration of the call and `fl` a valid, writable flock.
     if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: getpid has no preconditions.
-    let me = unsafe { libc::getpid() };
-    Ok(fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid == me)
+    let held = fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid > 0;
+    Ok(held.then_some(fl.l_pid))
 }
 
-/// Elsewhere our own locks are per-process POSIX locks too, and a process cannot see its own.
+/// Elsewhere our own locks are classic POSIX locks too, and a process cannot see its own.
 #[cfg(not(target_os = "linux"))]
-pub fn process_holds_posix_lock(_fd: RawFd) -> io::Result<bool> {
-    Ok(false)
+pub fn posix_holder(_fd: RawFd) -> io::Result<Option<i32>> {
+    Ok(None)
+}
+
+/// Whether this process holds a classic POSIX lock on the file `fd` names. Such a lock belongs
+/// to the process and vanishes when the process closes *any* descriptor of the file, ours
+/// included (oslo/fasteners in the same process take those).
+pub fn process_holds_posix_lock(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    Ok(posix_holder(fd)? == Some(me))
 }
 
 /// The soft limit on open descriptors (`RLIMIT_NOFILE`); `None` when unlimited or unknown.
