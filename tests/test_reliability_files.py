@@ -183,3 +183,29 @@ def test_cached_lock_files_stay_bounded_in_process(lock_dir: Path) -> None:
     from ferrolock import _native
 
     assert _native.cached_lock_files() <= 128
+
+
+def test_a_lock_file_oslo_processes_use_is_not_removed(lock_dir: Path) -> None:
+    """An oslo poller of the old file would lock the unlinked inode while ferrolock locks the new
+    one: a file seen locked with ``lockf`` (oslo) within the last minute stays."""
+    out = _run(
+        """
+        import os, sys
+        from ferrolock import lockutils as ferro
+        from oslo_concurrency import lockutils as oslo
+        d = sys.argv[1]
+        with oslo.lock("mixed", external=True, lock_path=d):
+            try:
+                with ferro.lock("mixed", external=True, lock_path=d, blocking=False):
+                    print("TAKEN")
+            except ferro.AcquireLockFailedException:
+                pass
+        ferro.remove_external_lock_file("mixed", lock_path=d)
+        with ferro.lock("plain", external=True, lock_path=d):
+            pass
+        ferro.remove_external_lock_file("plain", lock_path=d)
+        print("EXISTS", os.path.exists(os.path.join(d, "mixed")), os.path.exists(os.path.join(d, "plain")))
+        """,
+        lock_dir,
+    )
+    assert out.split() == ["EXISTS", "True", "False"], out

@@ -567,6 +567,15 @@ impl FileLock {
         if !self.acquire(Until::now(), &mut || false)? {
             return Ok(false);
         }
+        if file.mixed_until.load(Ordering::Relaxed) > sys::monotonic_ns() {
+            // oslo processes lock this file (one held it within the last minute), and one may
+            // be polling it unseen: once unlinked, that poller would lock the old inode while
+            // we lock a new one. Their files stay.
+            let _ = file.unlock(false);
+            file.held.store(false, Ordering::Release);
+            file.guard.release()?;
+            return Ok(false);
+        }
         let removed = match std::fs::remove_file(&file.path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
