@@ -204,7 +204,8 @@ def test_a_lock_file_oslo_processes_use_is_not_removed(lock_dir: Path) -> None:
         with ferro.lock("plain", external=True, lock_path=d):
             pass
         ferro.remove_external_lock_file("plain", lock_path=d)
-        print("EXISTS", os.path.exists(os.path.join(d, "mixed")), os.path.exists(os.path.join(d, "plain")))
+        exists = [os.path.exists(os.path.join(d, n)) for n in ("mixed", "plain")]
+        print("EXISTS", *exists)
         """,
         lock_dir,
     )

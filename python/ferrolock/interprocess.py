@@ -9,6 +9,8 @@ from typing import Optional
 
 from ferrolock import _native
 
+_FOREVER = float("inf")
+
 
 class InterProcessLock:
     """fasteners' ``InterProcessLock`` interface over a ``FileLock``: ``acquire(blocking, delay,
@@ -27,6 +29,8 @@ class InterProcessLock:
         max_delay: float = 0.1,
         timeout: Optional[float] = None,
     ) -> bool:
+        if timeout == _FOREVER:  # fasteners waits forever; a finite deadline would overflow
+            timeout = None
         got = self._lock.acquire(bool(blocking), timeout if blocking else None)
         if got:  # a failed try (another thread's) must not forget this object's hold
             self.acquired = True
