@@ -53,3 +53,24 @@ def test_signal_pending_when_another_thread_lets_go(spawn, lock_dir, kind: str) 
     assert report["free_inside_handler"] is True, report
     assert report["retake_inside_handler"] is True, report
     assert report["free_after"] is True, report
+
+
+def test_a_dropped_interprocesslock_gives_its_hold_back(lock_dir) -> None:
+    """A hold whose owner is gone (a signal's exception between the acquire and the ``with``
+    block drops the object) ends with the object, as fasteners' ends when its file closes."""
+    import gc
+    import subprocess
+    import sys
+
+    from ferrolock import lockutils
+
+    lk = lockutils.external_lock("dropped", lock_path=str(lock_dir))
+    assert lk.acquire() and lk.acquired
+    path = lk.path
+    del lk
+    gc.collect()
+    probe = "import fcntl,sys; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX|fcntl.LOCK_NB)"
+    done = subprocess.run([sys.executable, "-c", probe, path], capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with lockutils.lock("dropped", external=True, lock_path=str(lock_dir), timeout=10):
+        pass

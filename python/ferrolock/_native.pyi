@@ -174,6 +174,9 @@ class FileLock(_NativeLock):
     def name(self) -> str: ...
     def locked(self) -> bool:
         """Held by a thread of this process."""
+    @property
+    def held(self) -> bool:
+        """Held through this object (set by the acquire itself, with no Python in between)."""
     def _waiters(self) -> int:
         """Test hook: threads of this process asleep until another thread of it lets go
         (waits for other processes are in the kernel's ``/proc/locks``)."""

@@ -20,7 +20,13 @@ class InterProcessLock:
     def __init__(self, path: str) -> None:
         self.path = path
         self._lock = _native.FileLock(path)
-        self.acquired = False
+
+    @property
+    def acquired(self) -> bool:
+        """Held through this object. Kept by the native lock, which sets it as it takes the
+        lock: a signal's exception raised right after the acquire returns cannot leave a hold
+        that this object does not know it has (and so could never release)."""
+        return self._lock.held
 
     def acquire(
         self,
@@ -31,10 +37,7 @@ class InterProcessLock:
     ) -> bool:
         if timeout == _FOREVER:  # fasteners waits forever; a finite deadline would overflow
             timeout = None
-        got = self._lock.acquire(bool(blocking), timeout if blocking else None)
-        if got:  # a failed try (another thread's) must not forget this object's hold
-            self.acquired = True
-        return got
+        return self._lock.acquire(bool(blocking), timeout if blocking else None)
 
     def exists(self) -> bool:
         """Whether the lock file exists (fasteners' ``exists``)."""
@@ -45,7 +48,6 @@ class InterProcessLock:
             # fasteners' error; the file may well be held, through another object
             raise threading.ThreadError("Unable to release an unacquired lock")
         self._lock.release()
-        self.acquired = False
 
     def __enter__(self) -> InterProcessLock:
         self.acquire()
@@ -53,6 +55,13 @@ class InterProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def __del__(self) -> None:
+        # A hold nobody can release any more (a signal's exception between the acquire and
+        # the `with` block) ends with the object, as fasteners' ends when its file is closed.
+        lock = self.__dict__.get("_lock")
+        if lock is not None and lock.held:
+            lock.release()
 
     def __repr__(self) -> str:
         return f"<ferrolock.lockutils.InterProcessLock path={self.path!r}>"

@@ -212,6 +212,13 @@ impl FileLock {
         self.core.locked()
     }
 
+    /// Held through this object: set by the acquire itself, so no Python code runs between
+    /// taking the lock and its owner knowing (fasteners' `acquired`).
+    #[getter]
+    fn held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
     /// Test hook: threads of this process asleep until another thread of it lets go (waits
     /// for other processes are in the kernel's `/proc/locks`).
     #[pyo3(name = "_waiters")]
