@@ -183,7 +183,10 @@ impl std::ops::Deref for LockFd {
 
 impl Drop for LockFd {
     fn drop(&mut self) {
-        OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+        // Saturating: a child's count starts at 0, and a descriptor opened before the fork (a
+        // wait that spanned it) may still be dropped here.
+        let _ = OPEN_FILES
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
         // SAFETY: taken exactly once, here; `self.0` is never used again.
         let fd = unsafe { ManuallyDrop::take(&mut self.0) };
         // A failed query keeps it too: a leaked descriptor costs less than a dropped lock.
@@ -351,6 +354,8 @@ pub unsafe fn forget_inherited() {
         }
     }
     CACHE.store(Box::into_raw(Box::default()), Ordering::Release);
+    // The parent's descriptors are retired, never dropped here: none of them is ours to count.
+    OPEN_FILES.store(0, Ordering::Relaxed);
 }
 
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
