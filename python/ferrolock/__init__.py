@@ -18,7 +18,13 @@ import os
 from typing import Optional
 
 from ferrolock import _native
-from ferrolock._native import FileLock, InternalLock, Semaphore, registry_size
+from ferrolock._native import (
+    FileLock,
+    InternalLock,
+    Semaphore,
+    registry_size,
+    yield_to_oslo_pollers,
+)
 from ferrolock.exceptions import (
     AcquireLockFailedException,
     InvalidLockName,
@@ -65,4 +71,5 @@ __all__ = [
     "lock_file_path",
     "registry_size",
     "synchronized",
+    "yield_to_oslo_pollers",
 ]

@@ -77,11 +77,22 @@ def layered_lock(
         try:
             path = None if file_path is None else file_path()
             if path is not None:
-                ext_lock = _native.FileLock(path)
-                with held(ext_lock, name, blocking, timeout, deadline):
-                    if do_log:
-                        LOG.debug('Acquired external semaphore "%(lock)s"', {"lock": name})
-                    yield ext_lock
+                ext_lock = _native.FileLock(path, blocking=blocking, timeout=_left(deadline))
+                entered = False
+                try:
+                    # The native `with`: no Python code runs between taking the file and the
+                    # block that gives it back, so no signal's exception can come in between.
+                    with ext_lock:
+                        entered = True
+                        if do_log:
+                            LOG.debug('Acquired external semaphore "%(lock)s"', {"lock": name})
+                        yield ext_lock
+                except AcquireLockFailedException:
+                    if entered:
+                        raise
+                    if timeout is None:
+                        raise AcquireLockFailedException(name) from None
+                    raise LockTimeout(name, timeout) from None
             else:
                 yield in_process
         finally:

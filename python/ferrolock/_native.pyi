@@ -37,6 +37,7 @@ __all__ = [
     "quiesce_at_exit",
     "registry_size",
     "set_lock_fallback",
+    "yield_to_oslo_pollers",
 ]
 
 @type_check_only
@@ -173,6 +174,9 @@ class FileLock(_NativeLock):
     def name(self) -> str: ...
     def locked(self) -> bool:
         """Held by a thread of this process."""
+    @property
+    def held(self) -> bool:
+        """Held through this object (set by the acquire itself, with no Python in between)."""
     def _waiters(self) -> int:
         """Test hook: threads of this process asleep until another thread of it lets go
         (waits for other processes are in the kernel's ``/proc/locks``)."""
@@ -253,6 +257,11 @@ def after_fork_in_child() -> None:
 
 def cached_lock_files() -> int:
     """Lock files with an entry (and usually an open descriptor) in this process."""
+
+def yield_to_oslo_pollers(enabled: bool) -> None:
+    """Whether a process that keeps re-taking a lock file leaves it free at times for processes
+    that poll it with ``lockf`` (oslo.concurrency/fasteners); on unless
+    ``FERROLOCK_OSLO_POLLERS=0``. Turn off where only ferrolock takes these files."""
 
 def quiesce_at_exit() -> None:
     """At interpreter exit (registered with atexit): waits of other threads never take the GIL

@@ -10,6 +10,8 @@ from typing import IO, Any, Optional
 
 from ferrolock import _native
 
+_FOREVER = float("inf")
+
 
 class InterProcessLock:
     """fasteners' ``InterProcessLock`` interface over a ``FileLock``: ``acquire(blocking, delay,
@@ -20,7 +22,13 @@ class InterProcessLock:
         self.path = path
         self._lock = _native.FileLock(path)
         self._lockfile: Optional[IO[Any]] = None
-        self.acquired = False
+
+    @property
+    def acquired(self) -> bool:
+        """Held through this object. Kept by the native lock, which sets it as it takes the
+        lock: a signal's exception raised right after the acquire returns cannot leave a hold
+        that this object does not know it has (and so could never release)."""
+        return self._lock.held
 
     @property
     def lockfile(self) -> Optional[IO[Any]]:
@@ -46,17 +54,15 @@ class InterProcessLock:
         max_delay: float = 0.1,
         timeout: Optional[float] = None,
     ) -> bool:
-        got = self._lock.acquire(bool(blocking), timeout if blocking else None)
-        if got:  # a failed try (another thread's) must not forget this object's hold
-            self.acquired = True
-        return got
+        if timeout == _FOREVER:  # fasteners waits forever; a finite deadline would overflow
+            timeout = None
+        return self._lock.acquire(bool(blocking), timeout if blocking else None)
 
     def trylock(self) -> None:
         """fasteners' single try: hold the lock, or raise BlockingIOError (EAGAIN) if it is
         held elsewhere, as ``fcntl.lockf`` does there."""
         if not self._lock.acquire(False):
             raise BlockingIOError(errno.EAGAIN, "lock is held elsewhere", self.path)
-        self.acquired = True
 
     def unlock(self) -> None:
         """fasteners' unlock: give the lock back if this object holds it (else nothing)."""
@@ -72,7 +78,6 @@ class InterProcessLock:
             # fasteners' error; the file may well be held, through another object
             raise threading.ThreadError("Unable to release an unacquired lock")
         self._lock.release()
-        self.acquired = False
 
     def __enter__(self) -> InterProcessLock:
         self.acquire()
@@ -80,6 +85,13 @@ class InterProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def __del__(self) -> None:
+        # A hold nobody can release any more (a signal's exception between the acquire and
+        # the `with` block) ends with the object, as fasteners' ends when its file is closed.
+        lock = self.__dict__.get("_lock")
+        if lock is not None and lock.held:
+            lock.release()
 
     def __repr__(self) -> str:
         return f"<ferrolock.lockutils.InterProcessLock path={self.path!r}>"

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, TypeVar, cast
 
-from ferrolock import _native
+from ferrolock import _names, _native
 from ferrolock._compose import held, layered_lock
 from ferrolock._decorate import callable_name
 from ferrolock.exceptions import AcquireLockFailedException, InvalidLockName, LockPathError
@@ -143,9 +143,18 @@ class Semaphores:
     def __init__(self) -> None:
         self._registry = _native.LockRegistry()
 
-    def get(self, name: str) -> _native.InternalLock:
+    def get(self, name: str) -> Any:
         """The lock of ``name`` in this container (``with`` blocks until it is free)."""
+        if not _names.is_text(name):
+            return _names.ObjectLock(self._object_names(), name, False)
         return self._registry.get(name)
+
+    def _object_names(self) -> _names.ObjectNames:
+        """Where this container keeps names that are not plain text (see ``_names``)."""
+        objects = self.__dict__.get("_objects")
+        if objects is None:
+            objects = self.__dict__.setdefault("_objects", _names.ObjectNames())
+        return cast(_names.ObjectNames, objects)
 
     def __len__(self) -> int:
         return len(self._registry)
@@ -156,6 +165,9 @@ class _ProcessSemaphores(Semaphores):
 
     def __init__(self) -> None:
         self._registry = _native.LockRegistry.default()
+
+    def _object_names(self) -> _names.ObjectNames:
+        return _names.PROCESS
 
 
 _semaphores: Semaphores = _ProcessSemaphores()
@@ -197,6 +209,9 @@ def internal_lock(name: str, semaphores: Optional[Semaphores] = None, blocking: 
     """The in-process lock ``name``; with ``blocking=False`` its ``with`` raises
     AcquireLockFailedException instead of waiting."""
     blocking = bool(blocking)
+    if not _names.is_text(name) and (semaphores is None or isinstance(semaphores, Semaphores)):
+        objects = _names.PROCESS if semaphores is None else semaphores._object_names()
+        return _names.ObjectLock(objects, name, False, blocking)
     if semaphores is None:
         return _native.internal_lock(_lock_name(name), blocking)
     if type(semaphores) in (Semaphores, _ProcessSemaphores):
@@ -275,8 +290,11 @@ def _python_lock(
     if external and not isinstance(name, str):
         # oslo fails too (it builds the file name with str methods); ours would be "None"
         raise InvalidLockName(f"an external lock needs a str name, not {name!r}")
-    name = _lock_name(name)
     quiet = not (do_log and LOG.isEnabledFor(_DEBUG))
+    if not _names.is_text(name):
+        return _object_lock(
+            name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
+        )
     if quiet and semaphores is None:
         if not external:
             make = _native.fair_lock if fair else _native.internal_lock
@@ -287,6 +305,40 @@ def _python_lock(
     if external:
         file_path = functools.partial(_external_file, name, lock_file_prefix, lock_path)
     return layered_lock(name, file_path, do_log, semaphores, fair, blocking, timeout)
+
+
+def _object_lock(
+    name: Any,
+    lock_file_prefix: Optional[str],
+    external: bool,
+    lock_path: Optional[str],
+    do_log: bool,
+    semaphores: Optional[Semaphores],
+    fair: bool,
+    blocking: bool,
+    timeout: Optional[float],
+) -> Any:
+    """``lock`` of a name that is not plain text (see ``_names``): keyed as oslo keys it."""
+    if semaphores is None:
+        if not external and not (do_log and LOG.isEnabledFor(_DEBUG)):
+            return _names.ObjectLock(_names.PROCESS, name, fair, blocking, timeout)
+        semaphores = cast(Semaphores, _names.Container(_names.PROCESS, fair))
+    file_path: Optional[Callable[[], Optional[str]]] = None
+    if external:
+        file_path = functools.partial(_object_file, name, lock_file_prefix, lock_path)
+    return layered_lock(name, file_path, do_log, semaphores, False, blocking, timeout)
+
+
+def _object_file(
+    name: Any, lock_file_prefix: Optional[str], lock_path: Optional[str]
+) -> Optional[str]:
+    """The lock file of a name that is not plain text: a str's with lone surrogates stands for
+    the bytes it was decoded from; any other object's is its ``str()``."""
+    if _process_locking_disabled():
+        return None
+    if isinstance(name, str):
+        return _names.file_name_for(_lock_dir(lock_path), name, lock_file_prefix)
+    return _get_lock_path(str(name), lock_file_prefix, lock_path)
 
 
 def _external_file(
@@ -336,7 +388,7 @@ def synchronized(
         "blocking": blocking,
         "timeout": timeout,
     }
-    simple = not (external or fair or semaphores is not None)
+    simple = not (external or fair or semaphores is not None) and _names.is_text(name)
 
     def wrap(f: F) -> F:
         f_name = callable_name(f)

@@ -10,10 +10,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +33,188 @@ use crate::{Lock, LockError, RawLock};
 /// from ~10 ms to ~5 ms for ~15% of throughput; 128 halved throughput, 1024 bounded nothing.
 const RETAKES: u32 = 384;
 
-/// Idle entries kept with their descriptor open; past this, idle ones are closed.
-const IDLE_FILES_KEPT: usize = 128;
+/// oslo/fasteners waiters never block in the kernel: they try `lockf` every 10-100 ms, so a
+/// process that keeps re-taking the lock within microseconds starves them (measured: an oslo
+/// process waited 10-27 s per take next to a busy ferrolock process). Such a busy process
+/// leaves the file free for `POLLER_GAP` at the start of every `POLLER_PERIOD` of
+/// `CLOCK_MONOTONIC`; the clock is the machine's, so every busy ferrolock process keeps the
+/// same windows and the file really is free then. Only runs of back-to-back holds (released and
+/// taken again within `POLLER_GAP`) at least `POLLER_PERIOD` long do this: a lock used in
+/// bursts never pays. Costs a busy loop `POLLER_GAP / POLLER_PERIOD` (7.5%).
+const POLLER_PERIOD_NS: u64 = 2_000_000_000;
+/// The period once a `lockf` holder of the file was seen (an oslo process does use it: a
+/// rolling upgrade is on): its waiters then wait about as long as next to a busy oslo service,
+/// for 30% of a busy loop's throughput, until `MIXED_FOR_NS` after the last sighting. The
+/// windows of both periods start together, so processes in either mode agree.
+const MIXED_PERIOD_NS: u64 = 500_000_000;
+const MIXED_FOR_NS: u64 = 60_000_000_000;
+/// Longer than fasteners' longest poll interval (`max_delay`, 100 ms), with room for a late
+/// wake-up of the poller.
+const POLLER_GAP_NS: u64 = 150_000_000;
+
+/// Whether busy processes leave oslo pollers their windows (`FERROLOCK_OSLO_POLLERS=0` or
+/// `set_yield_to_pollers(false)` turns it off for fleets where only ferrolock takes the files).
+static YIELD_TO_POLLERS: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = 2;
+
+fn yield_to_pollers() -> bool {
+    match YIELD_TO_POLLERS.load(Ordering::Relaxed) {
+        UNSET => {
+            let off = std::env::var_os("FERROLOCK_OSLO_POLLERS").is_some_and(|v| v == "0");
+            YIELD_TO_POLLERS.store(u8::from(!off), Ordering::Relaxed);
+            !off
+        }
+        on => on == 1,
+    }
+}
+
+/// Turn the windows left to oslo pollers on or off for this process.
+pub fn set_yield_to_pollers(on: bool) {
+    YIELD_TO_POLLERS.store(u8::from(on), Ordering::Relaxed);
+}
+
+fn poller_period(file: &LockFile, now: u64) -> u64 {
+    if file.mixed_until.load(Ordering::Relaxed) > now {
+        MIXED_PERIOD_NS
+    } else {
+        POLLER_PERIOD_NS
+    }
+}
+
+/// Time left in the current pollers' window of `file`, if one is open now.
+fn poller_window_left(file: &LockFile, now: u64) -> Option<u64> {
+    let phase = now % poller_period(file, now);
+    (phase < POLLER_GAP_NS).then(|| POLLER_GAP_NS - phase)
+}
+
+/// The window to keep out of, for the thread about to take `file`: a long run of back-to-back
+/// holds is on, and a pollers' window is open.
+fn must_leave_free(file: &LockFile, now: u64) -> bool {
+    let start = file.run_start.load(Ordering::Relaxed);
+    start != 0
+        && now.saturating_sub(start) >= poller_period(file, now)
+        && now.saturating_sub(file.last_release.load(Ordering::Relaxed)) < POLLER_GAP_NS
+        && poller_window_left(file, now).is_some()
+        && yield_to_pollers()
+}
+
+/// The file is busy: if an oslo process (a `lockf` holder) has it, this file is shared with
+/// pollers, whose windows then come more often.
+/// Asked at most every `POSIX_CHECK_NS`: processes contending in a tight loop find the file
+/// busy thousands of times a second.
+fn note_posix_holder(file: &LockFile, fd: &LockFd) {
+    let now = sys::monotonic_ns();
+    if now.saturating_sub(file.posix_checked.load(Ordering::Relaxed)) < POSIX_CHECK_NS {
+        return;
+    }
+    file.posix_checked.store(now, Ordering::Relaxed);
+    if let Ok(Some(_)) = sys::posix_holder(fd.as_raw_fd()) {
+        file.mixed_until.store(now + MIXED_FOR_NS, Ordering::Relaxed);
+    }
+}
+
+const POSIX_CHECK_NS: u64 = 20_000_000;
+
+/// Waiting out a pollers' window, as a lock the wait loop can wait for (deadlines, Ctrl-C).
+struct PollerWindow<'a>(&'a LockFile);
+
+impl RawLock for PollerWindow<'_> {
+    fn try_acquire(&self) -> Result<bool, LockError> {
+        Ok(!must_leave_free(self.0, sys::monotonic_ns()))
+    }
+    fn acquire_step(&self, step: Duration, _: &mut WaitTicket) -> Result<bool, LockError> {
+        if let Some(left) = poller_window_left(self.0, sys::monotonic_ns()) {
+            std::thread::sleep(step.min(Duration::from_nanos(left)));
+        }
+        // The run goes on after the window: the gap was ours, not the end of the run.
+        self.0.last_release.store(sys::monotonic_ns(), Ordering::Relaxed);
+        self.try_acquire()
+    }
+    fn release(&self) -> Result<(), LockError> {
+        Ok(())
+    }
+}
+
+/// Most idle lock-file descriptors kept open, whatever the descriptor limit.
+const IDLE_FILES_MAX: usize = 128;
+/// Share of `RLIMIT_NOFILE` the idle descriptors may take at most: a service near its limit
+/// (sockets) must never find it reached because of locks it no longer holds.
+const NOFILE_SHARE: u64 = 32;
+/// Fewest idle descriptors kept, however low the limit (a hot lock keeps its open file).
+const IDLE_FILES_MIN: usize = 2;
+
+/// How many idle lock files keep their descriptor: 1/32 of the descriptor limit, 2 to 128.
+/// Read at each new file, so a limit lowered at run time (`resource.setrlimit`) counts.
+fn idle_files_kept() -> usize {
+    match sys::open_files_limit() {
+        Some(limit) => usize::try_from(limit / NOFILE_SHARE)
+            .unwrap_or(IDLE_FILES_MAX)
+            .clamp(IDLE_FILES_MIN, IDLE_FILES_MAX),
+        None => IDLE_FILES_MAX,
+    }
+}
+
+/// Lock-file descriptors open now (parked ones not counted).
+static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
+
+/// Descriptors whose close would have dropped a POSIX lock this process holds (see `LockFd`).
+static PARKED: std::sync::Mutex<Vec<OwnedFd>> = std::sync::Mutex::new(Vec::new());
+
+/// A lock file's descriptor. Dropped, it closes, unless this process holds a classic POSIX lock
+/// on that file (oslo/fasteners in the same process, during a partial migration): POSIX locks
+/// belong to the process and the kernel drops them when it closes any descriptor of the file,
+/// so closing ours would silently end oslo's hold. Such a descriptor is parked, and closed by a
+/// later trim once that lock is gone.
+struct LockFd(ManuallyDrop<OwnedFd>);
+
+impl LockFd {
+    fn new(fd: OwnedFd) -> LockFd {
+        OPEN_FILES.fetch_add(1, Ordering::Relaxed);
+        LockFd(ManuallyDrop::new(fd))
+    }
+}
+
+impl std::ops::Deref for LockFd {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.0
+    }
+}
+
+impl Drop for LockFd {
+    fn drop(&mut self) {
+        // Saturating: a child's count starts at 0, and a descriptor opened before the fork (a
+        // wait that spanned it) may still be dropped here.
+        let _ = OPEN_FILES
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+        // SAFETY: taken exactly once, here; `self.0` is never used again.
+        let fd = unsafe { ManuallyDrop::take(&mut self.0) };
+        // A failed query keeps it too: a leaked descriptor costs less than a dropped lock.
+        if sys::process_holds_posix_lock(fd.as_raw_fd()).unwrap_or(true) {
+            parked().push(fd);
+        }
+    }
+}
+
+fn parked() -> std::sync::MutexGuard<'static, Vec<OwnedFd>> {
+    PARKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Close idle descriptors: entries nobody uses go, and entries still referenced (a `FileLock`
+/// kept by the caller) that no thread holds or waits for give theirs back (reopened on next
+/// use). Parked descriptors whose POSIX lock is gone are closed.
+fn close_idle() {
+    parked().retain(|fd| sys::process_holds_posix_lock(fd.as_raw_fd()).unwrap_or(true));
+    let mut files = cache().lock();
+    files.retain(|_, f| Arc::strong_count(f) > 1 || f.guard.locked());
+    for file in files.values() {
+        // Holding the guard, nobody else touches `open`; a held or awaited file is skipped.
+        if file.guard.try_acquire().unwrap_or(false) {
+            *file.open.lock() = None;
+            let _ = file.guard.release();
+        }
+    }
+}
 
 struct LockFile {
     path: PathBuf,
@@ -42,6 +225,14 @@ struct LockFile {
     contended: AtomicBool,
     /// Straight re-takes (no wait) since this process last made way.
     retakes: AtomicU32,
+    /// `monotonic_ns()` when the current run of back-to-back holds began (0: none yet).
+    run_start: AtomicU64,
+    /// `monotonic_ns()` of the last release.
+    last_release: AtomicU64,
+    /// `monotonic_ns()` until which the file counts as shared with oslo pollers.
+    mixed_until: AtomicU64,
+    /// `monotonic_ns()` when the holder of the busy file was last asked for.
+    posix_checked: AtomicU64,
     /// Held: the file is locked too, not only `guard` (which a thread still waiting for the
     /// file holds), so that `release` cannot cut into an acquire in progress.
     held: AtomicBool,
@@ -59,6 +250,10 @@ impl LockFile {
             open: StateMutex::new(None),
             contended: AtomicBool::new(false),
             retakes: AtomicU32::new(0),
+            run_start: AtomicU64::new(0),
+            last_release: AtomicU64::new(0),
+            mixed_until: AtomicU64::new(0),
+            posix_checked: AtomicU64::new(0),
             held: AtomicBool::new(false),
             generation: fork::generation(),
         }
@@ -66,7 +261,7 @@ impl LockFile {
 }
 
 struct OpenFile {
-    fd: Arc<OwnedFd>,
+    fd: Arc<LockFd>,
     id: FileId,
     /// `fork::generation()` when opened. A forked child inherits the descriptor, and with
     /// it the parent's open file and lock: it must open its own and never unlock the parent's.
@@ -111,7 +306,7 @@ fn entry_for(path: &Path) -> Arc<LockFile> {
     if let Some(file) = files.get(path) {
         return Arc::clone(file);
     }
-    if files.len() >= IDLE_FILES_KEPT {
+    if files.len() >= idle_files_kept() {
         files.retain(|_, f| Arc::strong_count(f) > 1 || f.guard.locked());
     }
     let file = Arc::new(LockFile::new(path));
@@ -159,6 +354,8 @@ pub unsafe fn forget_inherited() {
         }
     }
     CACHE.store(Box::into_raw(Box::default()), Ordering::Release);
+    // The parent's descriptors are retired, never dropped here: none of them is ours to count.
+    OPEN_FILES.store(0, Ordering::Relaxed);
 }
 
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
@@ -197,11 +394,12 @@ fn with_path(err: LockError, path: &Path) -> LockError {
     }
 }
 
-/// Errors that mean the directory cannot hold lock files, named by the directory; a lock file
-/// that exists but may not be opened (read-only, another user's) is named itself.
+/// Errors that mean the directory cannot hold lock files, named by the directory. An existing
+/// lock file we may not open (another user's) is the file's fault, named by the file, and
+/// comes out as `PermissionError` like oslo's.
 fn open_error(path: &Path, source: io::Error) -> LockError {
-    let file_refused = matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM));
-    if file_refused && std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
+    let denied = matches!(source.raw_os_error(), Some(libc::EACCES | libc::EPERM));
+    if denied && matches!(sys::path_identity(path), Ok(Some(_))) {
         return io_error(path, "open", source);
     }
     let dir_problem = matches!(
@@ -218,6 +416,21 @@ fn open_error(path: &Path, source: io::Error) -> LockError {
     }
 }
 
+/// Open `path` for a lock, making room first when the idle descriptors reached their share,
+/// and once more after giving all idle ones back when the process or system is out of them.
+fn open_lock_file(path: &Path) -> Result<OpenFile, LockError> {
+    if OPEN_FILES.load(Ordering::Relaxed) >= idle_files_kept() {
+        close_idle();
+    }
+    match open_creating_dirs(path) {
+        Err(LockError::Io { source, .. }) if sys::out_of_descriptors(&source) => {
+            close_idle();
+            open_creating_dirs(path)
+        }
+        opened => opened,
+    }
+}
+
 fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
     let fd = match sys::open_lock_file(path) {
         Ok(fd) => fd,
@@ -231,7 +444,7 @@ fn open_creating_dirs(path: &Path) -> Result<OpenFile, LockError> {
         Err(e) => return Err(open_error(path, e)),
     };
     let id = sys::fd_identity(&fd).map_err(|e| io_error(path, "fstat", e))?;
-    Ok(OpenFile { fd: Arc::new(fd), id, generation: fork::generation() })
+    Ok(OpenFile { fd: Arc::new(LockFd::new(fd)), id, generation: fork::generation() })
 }
 
 impl FileLock {
@@ -317,6 +530,7 @@ impl Lock for FileLock {
             return Err(LockError::NotHeld);
         }
         let unlocked = file.unlock(false);
+        file.last_release.store(sys::monotonic_ns(), Ordering::Relaxed);
         // Waited for this hold, or re-took the lock many times in a row since last making way:
         // other processes may be waiting, and whoever runs first after the unlock gets it.
         let retakes = file.retakes.fetch_add(1, Ordering::Relaxed);
@@ -356,6 +570,15 @@ impl FileLock {
             return Ok(true);
         }
         if !self.acquire(Until::now(), &mut || false)? {
+            return Ok(false);
+        }
+        if file.mixed_until.load(Ordering::Relaxed) > sys::monotonic_ns() {
+            // oslo processes lock this file (one held it within the last minute), and one may
+            // be polling it unseen: once unlinked, that poller would lock the old inode while
+            // we lock a new one. Their files stay.
+            let _ = file.unlock(false);
+            file.held.store(false, Ordering::Release);
+            file.guard.release()?;
             return Ok(false);
         }
         let removed = match std::fs::remove_file(&file.path) {
@@ -400,6 +623,9 @@ fn lock_file(
 ) -> Result<bool, LockError> {
     let path = &file.path;
     loop {
+        if !wait::acquire(&PollerWindow(file), until, interrupted)? {
+            return Ok(false);
+        }
         let (fd, id, generation) = {
             let mut open = file.open.lock();
             if open.as_ref().is_some_and(OpenFile::inherited) {
@@ -408,13 +634,14 @@ fn lock_file(
             }
             let file = match &mut *open {
                 Some(file) => file,
-                None => open.insert(open_creating_dirs(path)?),
+                None => open.insert(open_lock_file(path)?),
             };
             (Arc::clone(&file.fd), file.id, file.generation)
         };
         let ofd = Ofd(&fd);
         let locked = match ofd.try_acquire() {
             Ok(false) => {
+                note_posix_holder(file, &fd);
                 // `wait::acquire` tries once more before it blocks: in a tight loop the holder
                 // has often let go by then, and a blocking wait costs a timer and a wake-up
                 // (measured: 2 processes in a tight loop run 1.7x faster with it).
@@ -436,7 +663,20 @@ fn lock_file(
             return Ok(false);
         }
         match sys::path_identity(path) {
-            Ok(Some(now)) if now == id => return Ok(true),
+            Ok(Some(now)) if now == id => {
+                let now = sys::monotonic_ns();
+                if must_leave_free(file, now) {
+                    // A kernel wait handed it over inside a pollers' window: pass it on (to
+                    // the next ferrolock waiter, which does the same) and wait the window out.
+                    let _ = sys::unlock(&fd);
+                    continue;
+                }
+                let last = file.last_release.load(Ordering::Relaxed);
+                if now.saturating_sub(last) >= POLLER_GAP_NS {
+                    file.run_start.store(now, Ordering::Relaxed);
+                }
+                return Ok(true);
+            }
             Ok(_) => {
                 // Removed or replaced while we waited: lock whatever the path names now.
                 let _ = sys::unlock(&fd);
@@ -489,11 +729,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("held");
         assert!(FileLock::new(&path).acquire(Until::forever(), &mut || false).unwrap_or(false));
-        let others: Vec<FileLock> = (0..2 * IDLE_FILES_KEPT)
+        let others: Vec<FileLock> = (0..2 * IDLE_FILES_MAX)
             .map(|i| FileLock::new(&dir.path().join(i.to_string())))
             .collect();
         drop(others);
-        for i in 0..2 * IDLE_FILES_KEPT {
+        for i in 0..2 * IDLE_FILES_MAX {
             drop(FileLock::new(&dir.path().join(format!("idle-{i}"))));
         }
         let outsider = sys::open_lock_file(&path).expect("open");

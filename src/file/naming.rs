@@ -16,9 +16,11 @@ fn invalid(name: &str, reason: String) -> LockError {
 /// The file name oslo gives lock `name` with `prefix`.
 ///
 /// # Errors
-/// `InvalidName` for an empty name, a NUL byte, `.`/`..`, or a result over 255 bytes.
+/// `InvalidName` for an empty file name (an empty name without a prefix would be `lock_path`
+/// itself), a NUL byte, `.`/`..`, or a result over 255 bytes. An empty name with a prefix is
+/// oslo's file `prefix-`.
 pub fn lock_file_name(name: &str, prefix: Option<&str>) -> Result<String, LockError> {
-    if name.is_empty() {
+    if name.is_empty() && !prefix.is_some_and(|p| !p.is_empty()) {
         return Err(invalid(name, "the name is empty".into()));
     }
     if name.contains('\0') || prefix.is_some_and(|p| p.contains('\0')) {

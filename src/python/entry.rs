@@ -65,9 +65,14 @@ pub fn lock<'py>(
     let fallback = fallback(py)?;
     let (external, fair, blocking) = (external.or(false), fair.or(false), blocking.or(true));
     let quiet = || -> PyResult<bool> { Ok(!(do_log.or(true) && debug_enabled(py, fallback)?)) };
-    if let (None, Ok(name)) = (semaphores, name.cast::<PyString>()) {
+    // A name with lone surrogates (`os.fsdecode` of a non-UTF-8 byte) is no Rust string: the
+    // Python path keys it, as it keys names that are not strings.
+    let text = match (semaphores, name.cast::<PyString>()) {
+        (None, Ok(name)) => name.to_cow().ok(),
+        _ => None,
+    };
+    if let Some(name) = text {
         if !external && quiet()? {
-            let name = name.to_cow()?;
             return if fair {
                 Ok(Bound::new(py, fair_lock(&name, blocking, timeout)?)?.into_any())
             } else {
@@ -79,7 +84,7 @@ pub fn lock<'py>(
             if quiet()? {
                 let prefix = prefix.map(|p| p.to_cow()).transpose()?;
                 let made = external_lock(
-                    &name.to_cow()?,
+                    &name,
                     prefix.as_deref(),
                     lock_path.map(|p| p.clone().unbind()),
                     blocking,

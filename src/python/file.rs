@@ -48,6 +48,14 @@ pub fn external_lock(
     })
 }
 
+/// Whether a process that keeps re-taking a lock file leaves it free at times for processes
+/// that poll it with `lockf` (oslo.concurrency/fasteners); on unless `FERROLOCK_OSLO_POLLERS=0`.
+/// Turn off where only ferrolock takes these files.
+#[pyfunction]
+pub fn yield_to_oslo_pollers(enabled: bool) {
+    file_lock::set_yield_to_pollers(enabled);
+}
+
 /// Lock files with an entry (and usually an open descriptor) in this process.
 #[pyfunction]
 pub fn cached_lock_files() -> usize {
@@ -202,6 +210,13 @@ impl FileLock {
     /// Held by a thread of this process.
     fn locked(&self) -> bool {
         self.core.locked()
+    }
+
+    /// Held through this object: set by the acquire itself, so no Python code runs between
+    /// taking the lock and its owner knowing (fasteners' `acquired`).
+    #[getter]
+    fn held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
     }
 
     /// Test hook: threads of this process asleep until another thread of it lets go (waits

@@ -37,6 +37,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(file::lock_file_path, m)?)?;
     m.add_function(wrap_pyfunction!(file::external_lock, m)?)?;
     m.add_function(wrap_pyfunction!(file::cached_lock_files, m)?)?;
+    m.add_function(wrap_pyfunction!(file::yield_to_oslo_pollers, m)?)?;
     m.add_function(wrap_pyfunction!(after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(exit::quiesce_at_exit, m)?)?;
     Ok(())

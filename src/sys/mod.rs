@@ -264,3 +264,63 @@ pub fn wake_all(word: &AtomicU32) {
 pub fn unlock(fd: &OwnedFd) -> io::Result<()> {
     set_lock(fd, SET_LOCK, libc::F_UNLCK)
 }
+
+/// The pid of a process holding a classic POSIX (`lockf`/`F_SETLK`) lock that conflicts with an
+/// exclusive lock through `fd`: `None` when free or held through an OFD lock (which the kernel
+/// reports with pid -1). An OFD query on our own description also reports a POSIX lock of this
+/// very process, which a classic `F_GETLK` could not (it ignores the caller's own locks).
+#[cfg(target_os = "linux")]
+pub fn posix_holder(fd: RawFd) -> io::Result<Option<i32>> {
+    let mut fl = whole_file(libc::F_WRLCK);
+    // SAFETY: `fd` is open for the duration of the call and `fl` a valid, writable flock.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let held = fl.l_type != libc::F_UNLCK as libc::c_short && fl.l_pid > 0;
+    Ok(held.then_some(fl.l_pid))
+}
+
+/// Elsewhere our own locks are classic POSIX locks too, and a process cannot see its own.
+#[cfg(not(target_os = "linux"))]
+pub fn posix_holder(_fd: RawFd) -> io::Result<Option<i32>> {
+    Ok(None)
+}
+
+/// Whether this process holds a classic POSIX lock on the file `fd` names. Such a lock belongs
+/// to the process and vanishes when the process closes *any* descriptor of the file, ours
+/// included (oslo/fasteners in the same process take those).
+pub fn process_holds_posix_lock(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    Ok(posix_holder(fd)? == Some(me))
+}
+
+/// The soft limit on open descriptors (`RLIMIT_NOFILE`); `None` when unlimited or unknown.
+pub fn open_files_limit() -> Option<u64> {
+    // SAFETY: zeroed `rlimit` is a valid out-buffer.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a valid pointer for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let soft = limit.rlim_cur as u64;
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(soft)
+}
+
+/// Out of descriptors, in this process (EMFILE) or system-wide (ENFILE).
+pub fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process of the machine, so that
+/// processes can agree on moments without talking (`Instant` hides its value).
+pub fn monotonic_ns() -> u64 {
+    // SAFETY: zeroed `timespec` is a valid out-buffer.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid pointer; CLOCK_MONOTONIC always exists on the systems we build for.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    #[allow(clippy::unnecessary_cast)]
+    let (secs, nanos) = (ts.tv_sec as u64, ts.tv_nsec as u64);
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
