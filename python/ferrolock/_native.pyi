@@ -182,8 +182,11 @@ class FileLock(_NativeLock):
         (waits for other processes are in the kernel's ``/proc/locks``)."""
     def exists(self) -> bool:
         """Whether the lock file exists (fasteners' ``exists``)."""
-    def remove_if_unused(self) -> bool:
-        """Delete the lock file while holding it, unless someone holds it (then False)."""
+    def remove_if_unused(self, remove: Optional[Callable[[str], object]] = None) -> bool:
+        """Delete the lock file while holding it, unless someone holds it or oslo processes
+        use it (then False); ``remove(path)`` unlinks (default: the system call)."""
+    def used_by_oslo(self) -> bool:
+        """oslo processes lock this file (one held it with lockf within the last minute)."""
 
 def internal_lock(
     name: str, blocking: bool = True, timeout: Optional[float] = None

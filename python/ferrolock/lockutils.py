@@ -251,16 +251,8 @@ def remove_external_lock_file(
 
 
 def _remove_while_held(path: str) -> None:
-    if not os.path.lexists(path):
-        return  # locking it would create it only to delete it
-    file_lock = _native.FileLock(path)
-    if not file_lock.acquire(False):
+    if not _native.FileLock(path).remove_if_unused(os.remove):
         LOG.debug("Lock file %(file)s is in use; not removed", {"file": path})
-        return
-    try:
-        os.remove(path)
-    finally:
-        file_lock.release()
 
 
 def _lock_name(name: Any) -> str:

@@ -564,6 +564,23 @@ impl FileLock {
     /// # Errors
     /// As `acquire` and `release`; `Io` when unlinking failed.
     pub fn remove_if_unused(&self) -> Result<bool, LockError> {
+        self.remove_if_unused_with(&mut |path| std::fs::remove_file(path))
+    }
+
+    /// oslo processes lock this file: one was seen holding it with `lockf` within the last
+    /// minute, and another may be polling it unseen.
+    pub fn used_by_oslo(&self) -> bool {
+        self.file().mixed_until.load(Ordering::Relaxed) > sys::monotonic_ns()
+    }
+
+    /// `remove_if_unused`, unlinking with `remove` (Python's `os.remove`, which tests patch).
+    ///
+    /// # Errors
+    /// As `remove_if_unused`.
+    pub fn remove_if_unused_with(
+        &self,
+        remove: &mut dyn FnMut(&Path) -> io::Result<()>,
+    ) -> Result<bool, LockError> {
         let file = self.file();
         // Locking a missing file would create it (and its directory) only to delete it.
         if sys::path_identity(&file.path).map_err(|e| io_error(&file.path, "stat", e))?.is_none() {
@@ -572,7 +589,7 @@ impl FileLock {
         if !self.acquire(Until::now(), &mut || false)? {
             return Ok(false);
         }
-        if file.mixed_until.load(Ordering::Relaxed) > sys::monotonic_ns() {
+        if self.used_by_oslo() {
             // oslo processes lock this file (one held it within the last minute), and one may
             // be polling it unseen: once unlinked, that poller would lock the old inode while
             // we lock a new one. Their files stay.
@@ -581,7 +598,7 @@ impl FileLock {
             file.guard.release()?;
             return Ok(false);
         }
-        let removed = match std::fs::remove_file(&file.path) {
+        let removed = match remove(&file.path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(io_error(&file.path, "remove", e)),

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 
 use super::config::external_lock_dir;
+use super::exit::call_python;
 use super::hold;
 use super::internal::plain_locks;
 use super::policy::Policy;
@@ -226,9 +227,39 @@ impl FileLock {
         self.core.waiters()
     }
 
-    /// Delete the lock file unless someone holds it; returns whether it is gone.
-    fn remove_if_unused(&self) -> PyResult<bool> {
-        Ok(self.core.remove_if_unused()?)
+    /// Delete the lock file unless someone holds it or oslo processes use it; returns whether
+    /// it is gone. `remove(path)` unlinks (default: the system call; `lockutils` passes
+    /// `os.remove`, as oslo calls it, so tests that patch it see the call).
+    #[pyo3(signature = (remove=None))]
+    fn remove_if_unused(&self, py: Python<'_>, remove: Option<Bound<'_, PyAny>>) -> PyResult<bool> {
+        let Some(remove) = remove else {
+            return Ok(self.core.remove_if_unused()?);
+        };
+        let mut raised: Option<PyErr> = None;
+        let outcome = self.core.remove_if_unused_with(&mut |path| match call_python(py, || {
+            remove.call1((path.as_os_str(),))
+        }) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let kind = if e.is_instance_of::<PyFileNotFoundError>(py) {
+                    std::io::ErrorKind::NotFound
+                } else {
+                    std::io::ErrorKind::Other
+                };
+                raised = Some(e);
+                Err(kind.into())
+            }
+        });
+        match (outcome, raised) {
+            (Ok(gone), _) => Ok(gone),
+            (Err(_), Some(raised)) => Err(raised),
+            (Err(e), None) => Err(e.into()),
+        }
+    }
+
+    /// oslo processes lock this file (one held it within the last minute).
+    fn used_by_oslo(&self) -> bool {
+        self.core.used_by_oslo()
     }
 
     fn __repr__(&self) -> String {
