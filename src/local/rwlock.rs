@@ -4,11 +4,13 @@
 //! Waiters are served in arrival order; consecutive readers at the head of the queue enter together.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use super::changes::Changes;
+use crate::registry::Handle;
 use crate::wait::{self, Until};
 use crate::Lock;
 use crate::LockError;
@@ -218,31 +220,90 @@ impl RwLock {
     }
 }
 
+/// How a `Side` reaches its lock: borrowed for a caller's own wait, or owned (a registry
+/// handle, an `Arc`) so a helper thread can wait with it.
+pub trait RwRef: Send + Sync {
+    fn rw(&self) -> &RwLock;
+    /// An owned reference to the same lock, when there is one to be had.
+    fn owned(&self) -> Option<Arc<dyn RwRef>>;
+}
+
+impl RwRef for &RwLock {
+    fn rw(&self) -> &RwLock {
+        self
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        None
+    }
+}
+
+impl RwRef for Handle<RwLock> {
+    fn rw(&self) -> &RwLock {
+        self
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+impl RwRef for Arc<RwLock> {
+    fn rw(&self) -> &RwLock {
+        self
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        Some(Arc::new(Arc::clone(self)))
+    }
+}
+
+impl RwRef for Arc<dyn RwRef> {
+    fn rw(&self) -> &RwLock {
+        (**self).rw()
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        Some(Arc::clone(self))
+    }
+}
+
+impl<R: RwRef + ?Sized> RwRef for &R {
+    fn rw(&self) -> &RwLock {
+        (**self).rw()
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        (**self).owned()
+    }
+}
+
 /// One owner's side of a reader-writer lock, as a `Lock`.
-pub struct Side<'a> {
-    pub lock: &'a RwLock,
+pub struct Side<R: RwRef> {
+    pub lock: R,
     pub owner: OwnerId,
     pub access: Access,
 }
 
-impl Lock for Side<'_> {
+impl<R: RwRef> Lock for Side<R> {
     fn acquire(
         &self,
         until: Until,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<bool, LockError> {
-        self.lock.acquire(self.owner, self.access, until, interrupted)
+        self.lock.rw().acquire(self.owner, self.access, until, interrupted)
     }
 
     fn release(&self) -> Result<(), LockError> {
-        self.lock.release(self.owner, self.access)
+        self.lock.rw().release(self.owner, self.access)
     }
 
     fn is_still_owner(&self) -> Result<bool, LockError> {
+        let lock = self.lock.rw();
         Ok(match self.access {
-            Access::Write => self.lock.is_writer(self.owner),
-            Access::Read => self.lock.is_reader(self.owner),
+            Access::Write => lock.is_writer(self.owner),
+            Access::Read => lock.is_reader(self.owner),
         })
+    }
+
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        let lock = self.lock.owned()?;
+        Some(Arc::new(Side { lock, owner: self.owner, access: self.access }))
     }
 }
 
