@@ -4,13 +4,14 @@
 //! Waiters are served in arrival order; consecutive readers at the head of the queue enter together.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::changes::Changes;
 use crate::registry::Handle;
+use crate::sys;
 use crate::wait::{self, Until};
 use crate::Lock;
 use crate::LockError;
@@ -26,13 +27,16 @@ pub enum Access {
 #[derive(Default)]
 pub struct RwLock {
     state: Mutex<State>,
-    changed: Changes,
 }
 
 struct Waiter {
     ticket: u64,
     owner: OwnerId,
     access: Access,
+    /// Bumped (under the state lock) when this waiter may now enter; it sleeps on this word
+    /// alone, so a handoff wakes the next in line, not every waiter (with 20 greenthreads'
+    /// helpers queued, waking all of them for each handoff kept both cores busy).
+    wake: Arc<AtomicU32>,
 }
 
 #[derive(Default)]
@@ -88,6 +92,28 @@ impl State {
         }
     }
 
+    /// Wake the waiters at the head of the queue that may enter now: a writer when nobody
+    /// holds the lock, or the run of readers before the first writer when no writer holds it.
+    fn wake_admissible(&self) {
+        if self.writer.is_some() {
+            return;
+        }
+        for (i, w) in self.queue.iter().enumerate() {
+            let enters = match w.access {
+                Access::Write => i == 0 && self.readers.is_empty(),
+                Access::Read => true,
+            };
+            if !enters {
+                return;
+            }
+            w.wake.fetch_add(1, Ordering::SeqCst);
+            sys::wake_one(&w.wake);
+            if w.access == Access::Write {
+                return;
+            }
+        }
+    }
+
     fn grant(&mut self, owner: OwnerId, access: Access) {
         match access {
             Access::Write => self.writer = Some((owner, 1)),
@@ -121,7 +147,8 @@ impl RwLock {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.queue.push_back(Waiter { ticket, owner, access });
+        let wake = Arc::new(AtomicU32::new(0));
+        state.queue.push_back(Waiter { ticket, owner, access, wake: Arc::clone(&wake) });
         let mut step_end = wait::step_end(until.step);
         let outcome = loop {
             if state.admissible(ticket, access) {
@@ -141,12 +168,16 @@ impl RwLock {
                 step_end = wait::step_end(until.step);
                 continue;
             }
-            self.changed.wait_until(&mut state, deadline.map_or(step_end, |d| d.min(step_end)));
+            // Read under the lock: whoever lets us in next bumps it after taking that lock.
+            let seen = wake.load(Ordering::SeqCst);
+            let until = deadline.map_or(step_end, |d| d.min(step_end));
+            parking_lot::MutexGuard::unlocked(&mut state, || {
+                sys::wait_while_equal(&wake, seen, until);
+            });
         };
         state.queue.retain(|w| w.ticket != ticket);
-        drop(state);
         // Leaving the queue (granted or not) may let the next waiters in.
-        self.changed.notify_all();
+        state.wake_admissible();
         outcome
     }
 
@@ -174,8 +205,7 @@ impl RwLock {
                 None => return Err(LockError::NotHeld),
             },
         }
-        drop(state);
-        self.changed.notify_all();
+        state.wake_admissible();
         Ok(())
     }
 
