@@ -35,8 +35,9 @@ struct Waiter {
     access: Access,
     /// Bumped (under the state lock) when this waiter may now enter; it sleeps on this word
     /// alone, so a handoff wakes the next in line, not every waiter (with 20 greenthreads'
-    /// helpers queued, waking all of them for each handoff kept both cores busy).
-    wake: Arc<AtomicU32>,
+    /// helpers queued, waking all of them for each handoff kept both cores busy). Made when
+    /// the waiter first sleeps: an uncontended acquire allocates nothing.
+    wake: Option<Arc<AtomicU32>>,
 }
 
 #[derive(Default)]
@@ -106,8 +107,11 @@ impl State {
             if !enters {
                 return;
             }
-            w.wake.fetch_add(1, Ordering::SeqCst);
-            sys::wake_one(&w.wake);
+            // A waiter without a word has not slept yet, and looks before it does.
+            if let Some(word) = &w.wake {
+                word.fetch_add(1, Ordering::SeqCst);
+                sys::wake_one(word);
+            }
             if w.access == Access::Write {
                 return;
             }
@@ -147,8 +151,8 @@ impl RwLock {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        let wake = Arc::new(AtomicU32::new(0));
-        state.queue.push_back(Waiter { ticket, owner, access, wake: Arc::clone(&wake) });
+        state.queue.push_back(Waiter { ticket, owner, access, wake: None });
+        let mut wake: Option<Arc<AtomicU32>> = None;
         let mut step_end = wait::step_end(until.step);
         let outcome = loop {
             if state.admissible(ticket, access) {
@@ -168,6 +172,13 @@ impl RwLock {
                 step_end = wait::step_end(until.step);
                 continue;
             }
+            let wake = wake.get_or_insert_with(|| {
+                let word = Arc::new(AtomicU32::new(0));
+                if let Some(me) = state.queue.iter_mut().find(|w| w.ticket == ticket) {
+                    me.wake = Some(Arc::clone(&word));
+                }
+                word
+            });
             // Read under the lock: whoever lets us in next bumps it after taking that lock.
             let seen = wake.load(Ordering::SeqCst);
             let until = deadline.map_or(step_end, |d| d.min(step_end));
