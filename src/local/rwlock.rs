@@ -183,7 +183,7 @@ impl RwLock {
             let seen = wake.load(Ordering::SeqCst);
             let until = deadline.map_or(step_end, |d| d.min(step_end));
             parking_lot::MutexGuard::unlocked(&mut state, || {
-                sys::wait_while_equal(&wake, seen, until);
+                sys::wait_while_equal(wake, seen, until);
             });
         };
         state.queue.retain(|w| w.ticket != ticket);
