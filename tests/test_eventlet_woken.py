@@ -320,3 +320,34 @@ print("OK", flush=True)
     )
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "OK" in r.stdout
+
+
+@pytest.mark.parametrize("kind", ["internal", "fair", "file"])
+def test_an_os_thread_of_a_patched_process_waits_too(kind, tmp_path) -> None:
+    """A native thread (eventlet's tpool, a library's thread) waits with a hub of its own and a
+    helper, while the main hub's greenthreads go on running."""
+    _run(
+        kind,
+        """
+real_threading = eventlet.patcher.original("threading")
+holder = make()
+assert holder.acquire()
+started, got = real_threading.Event(), []
+def wait_in_real_thread():
+    lk = make()
+    started.set()
+    got.append(lk.acquire(timeout=30))
+    lk.release()
+t = real_threading.Thread(target=wait_in_real_thread, daemon=True)
+t.start()
+until(started.is_set, "real thread never started")
+until(lambda: helpers() >= 1, "the real thread's wait was not handed over")
+before = ticks[0]
+until(lambda: ticks[0] >= before + 20, "ticker stalled")
+holder.release()
+until(lambda: bool(got), "the real thread never got the lock")
+assert got == [True], got
+print("OK")
+""",
+        tmp_path,
+    )
