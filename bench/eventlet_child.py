@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import CorrectnessError  # noqa: E402
 from impls import lockutils  # noqa: E402
-from measure import HoldLog, check_counter, check_no_overlap  # noqa: E402
+from measure import HoldLog, check_counter, check_no_overlap, hold_stats  # noqa: E402
 
 GREENTHREADS = 20
 CALLS = 200
@@ -103,11 +103,11 @@ def main() -> int:
     except CorrectnessError as e:
         print(json.dumps({"error": str(e)}))
         return 2
-    print(
-        json.dumps(
-            {"times": times, "ticks": ticks[0], "max_tick_gap": gaps[0], "cycles": state["counter"]}
-        )
-    )
+    stats = hold_stats(logs)
+    out = {"times": times, "ticks": ticks[0], "max_tick_gap": gaps[0], "cycles": state["counter"]}
+    out["handoff_p50_us"] = stats.get("handoff_p50_us", 0.0)
+    out["handoff_p99_us"] = stats.get("handoff_p99_us", 0.0)
+    print(json.dumps(out))
     return 0
 
 

@@ -26,6 +26,8 @@ METRICS = (
     Metric("seconds", "one batch of 200 calls", "s"),
     Metric("max_tick_gap_ms", "longest ticker gap, ms (ticker sleeps 1 ms)", "x"),
     Metric("ticks_per_s", "ticker turns per second", "n"),
+    Metric("handoff_p50_us", "handoff p50 (release -> next holder in)", "us"),
+    Metric("handoff_p99_us", "handoff p99", "us"),
 )
 
 
@@ -61,6 +63,8 @@ def _run_child(impl: str, mode: str, hold_ms: int, s: Settings) -> Metrics:
         "seconds": seconds,
         "max_tick_gap_ms": out["max_tick_gap"] * 1000,
         "ticks_per_s": out["ticks"] / sum(out["times"]),
+        "handoff_p50_us": out["handoff_p50_us"],
+        "handoff_p99_us": out["handoff_p99_us"],
     }
 
 
