@@ -7,6 +7,7 @@ pub mod error;
 pub mod file;
 pub mod local;
 pub mod lock;
+pub mod proxy;
 pub mod registry;
 mod sys;
 pub use sys::fork;

@@ -5,8 +5,10 @@
 //! file", a reader-writer side, the server locks) implements it, and the binding takes nothing
 //! else. `Guard` and `Both` write "take A then B, give A back if B fails" once, for all of them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::registry::Handle;
 use crate::wait::{self, DEFAULT_STEP};
 use crate::LockError;
 
@@ -121,9 +123,67 @@ pub trait Lock: Send + Sync {
     fn max_step(&self) -> Duration {
         DEFAULT_STEP
     }
+
+    /// This same lock, owned, for a helper thread that waits on the caller's behalf while the
+    /// caller's own thread must keep running (a greenthread under eventlet: see
+    /// `crate::proxy`). Its acquire and release must act on the very hold the caller's object
+    /// records (same owner id, same open file, same session). `None` (the default): the caller
+    /// cannot hand its waits over, and waits in short sleeps instead.
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        None
+    }
+}
+
+/// A lock shared with helper threads.
+impl<L: Lock + ?Sized + 'static> Lock for Arc<L> {
+    fn acquire(
+        &self,
+        until: Until,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        (**self).acquire(until, interrupted)
+    }
+    fn release(&self) -> Result<(), LockError> {
+        (**self).release()
+    }
+    fn is_still_owner(&self) -> Result<bool, LockError> {
+        (**self).is_still_owner()
+    }
+    fn blocking_io(&self) -> bool {
+        (**self).blocking_io()
+    }
+    fn max_step(&self) -> Duration {
+        (**self).max_step()
+    }
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        Some(Arc::new(Arc::clone(self)))
+    }
+}
+
+/// A named lock from a registry; every handle of a name is the same lock.
+impl<R: RawLock + 'static> Lock for Handle<R> {
+    fn acquire(
+        &self,
+        until: Until,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        wait::acquire(&**self, until, interrupted)
+    }
+    fn release(&self) -> Result<(), LockError> {
+        (**self).release()
+    }
+    fn is_still_owner(&self) -> Result<bool, LockError> {
+        Ok(true)
+    }
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        Some(Arc::new(self.clone()))
+    }
 }
 
 impl<L: Lock + ?Sized> Lock for &L {
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        (**self).shared()
+    }
     fn acquire(
         &self,
         until: Until,
@@ -147,6 +207,12 @@ impl<L: Lock + ?Sized> Lock for &L {
 
 /// Absent: nothing to take (say, process locking switched off), always had.
 impl<L: Lock> Lock for Option<L> {
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        match self {
+            Some(l) => Some(Arc::new(Some(l.shared()?))),
+            None => Some(Arc::new(None::<Arc<dyn Lock>>)),
+        }
+    }
     fn acquire(
         &self,
         until: Until,
@@ -249,6 +315,9 @@ impl<L: Lock + ?Sized> Drop for Guard<'_, L> {
 pub struct Both<A, B>(pub A, pub B);
 
 impl<A: Lock, B: Lock> Lock for Both<A, B> {
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        Some(Arc::new(Both(self.0.shared()?, self.1.shared()?)))
+    }
     fn acquire(
         &self,
         until: Until,

@@ -115,6 +115,15 @@ impl<T> Handle<T> {
     }
 }
 
+impl<T> Clone for Handle<T> {
+    /// Another share of a live entry: its users never drop to zero in between, so no sweep
+    /// can race this (unlike a first user, which must come through the registry's lock).
+    fn clone(&self) -> Self {
+        self.entry.users.fetch_add(1, Ordering::AcqRel);
+        Handle { entry: Arc::clone(&self.entry) }
+    }
+}
+
 impl<T> Deref for Handle<T> {
     type Target = T;
     fn deref(&self) -> &T {

@@ -56,7 +56,7 @@ impl Subject for OnePermit {
 struct Sides(Access, Access);
 
 impl Subject for Sides {
-    type Handle = Side<'static>;
+    type Handle = Side<&'static RwLock>;
     fn pair(&self) -> (Self::Handle, Self::Handle) {
         let lock = leak(RwLock::new());
         (Side { lock, owner: 1, access: self.0 }, Side { lock, owner: 2, access: self.1 })

@@ -4,11 +4,14 @@
 //! Waiters are served in arrival order; consecutive readers at the head of the queue enter together.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use super::changes::Changes;
+use crate::registry::Handle;
+use crate::sys;
 use crate::wait::{self, Until};
 use crate::Lock;
 use crate::LockError;
@@ -24,13 +27,17 @@ pub enum Access {
 #[derive(Default)]
 pub struct RwLock {
     state: Mutex<State>,
-    changed: Changes,
 }
 
 struct Waiter {
     ticket: u64,
     owner: OwnerId,
     access: Access,
+    /// Bumped (under the state lock) when this waiter may now enter; it sleeps on this word
+    /// alone, so a handoff wakes the next in line, not every waiter (with 20 greenthreads'
+    /// helpers queued, waking all of them for each handoff kept both cores busy). Made when
+    /// the waiter first sleeps: an uncontended acquire allocates nothing.
+    wake: Option<Arc<AtomicU32>>,
 }
 
 #[derive(Default)]
@@ -86,6 +93,31 @@ impl State {
         }
     }
 
+    /// Wake the waiters at the head of the queue that may enter now: a writer when nobody
+    /// holds the lock, or the run of readers before the first writer when no writer holds it.
+    fn wake_admissible(&self) {
+        if self.writer.is_some() {
+            return;
+        }
+        for (i, w) in self.queue.iter().enumerate() {
+            let enters = match w.access {
+                Access::Write => i == 0 && self.readers.is_empty(),
+                Access::Read => true,
+            };
+            if !enters {
+                return;
+            }
+            // A waiter without a word has not slept yet, and looks before it does.
+            if let Some(word) = &w.wake {
+                word.fetch_add(1, Ordering::SeqCst);
+                sys::wake_one(word);
+            }
+            if w.access == Access::Write {
+                return;
+            }
+        }
+    }
+
     fn grant(&mut self, owner: OwnerId, access: Access) {
         match access {
             Access::Write => self.writer = Some((owner, 1)),
@@ -119,7 +151,8 @@ impl RwLock {
         }
         let ticket = state.next_ticket;
         state.next_ticket += 1;
-        state.queue.push_back(Waiter { ticket, owner, access });
+        state.queue.push_back(Waiter { ticket, owner, access, wake: None });
+        let mut wake: Option<Arc<AtomicU32>> = None;
         let mut step_end = wait::step_end(until.step);
         let outcome = loop {
             if state.admissible(ticket, access) {
@@ -139,12 +172,23 @@ impl RwLock {
                 step_end = wait::step_end(until.step);
                 continue;
             }
-            self.changed.wait_until(&mut state, deadline.map_or(step_end, |d| d.min(step_end)));
+            let wake = wake.get_or_insert_with(|| {
+                let word = Arc::new(AtomicU32::new(0));
+                if let Some(me) = state.queue.iter_mut().find(|w| w.ticket == ticket) {
+                    me.wake = Some(Arc::clone(&word));
+                }
+                word
+            });
+            // Read under the lock: whoever lets us in next bumps it after taking that lock.
+            let seen = wake.load(Ordering::SeqCst);
+            let until = deadline.map_or(step_end, |d| d.min(step_end));
+            parking_lot::MutexGuard::unlocked(&mut state, || {
+                sys::wait_while_equal(wake, seen, until);
+            });
         };
         state.queue.retain(|w| w.ticket != ticket);
-        drop(state);
         // Leaving the queue (granted or not) may let the next waiters in.
-        self.changed.notify_all();
+        state.wake_admissible();
         outcome
     }
 
@@ -172,8 +216,7 @@ impl RwLock {
                 None => return Err(LockError::NotHeld),
             },
         }
-        drop(state);
-        self.changed.notify_all();
+        state.wake_admissible();
         Ok(())
     }
 
@@ -218,31 +261,90 @@ impl RwLock {
     }
 }
 
+/// How a `Side` reaches its lock: borrowed for a caller's own wait, or owned (a registry
+/// handle, an `Arc`) so a helper thread can wait with it.
+pub trait RwRef: Send + Sync {
+    fn rw(&self) -> &RwLock;
+    /// An owned reference to the same lock, when there is one to be had.
+    fn owned(&self) -> Option<Arc<dyn RwRef>>;
+}
+
+impl RwRef for &RwLock {
+    fn rw(&self) -> &RwLock {
+        self
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        None
+    }
+}
+
+impl RwRef for Handle<RwLock> {
+    fn rw(&self) -> &RwLock {
+        self
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        Some(Arc::new(self.clone()))
+    }
+}
+
+impl RwRef for Arc<RwLock> {
+    fn rw(&self) -> &RwLock {
+        self
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        Some(Arc::new(Arc::clone(self)))
+    }
+}
+
+impl RwRef for Arc<dyn RwRef> {
+    fn rw(&self) -> &RwLock {
+        (**self).rw()
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        Some(Arc::clone(self))
+    }
+}
+
+impl<R: RwRef + ?Sized> RwRef for &R {
+    fn rw(&self) -> &RwLock {
+        (**self).rw()
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        (**self).owned()
+    }
+}
+
 /// One owner's side of a reader-writer lock, as a `Lock`.
-pub struct Side<'a> {
-    pub lock: &'a RwLock,
+pub struct Side<R: RwRef> {
+    pub lock: R,
     pub owner: OwnerId,
     pub access: Access,
 }
 
-impl Lock for Side<'_> {
+impl<R: RwRef> Lock for Side<R> {
     fn acquire(
         &self,
         until: Until,
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<bool, LockError> {
-        self.lock.acquire(self.owner, self.access, until, interrupted)
+        self.lock.rw().acquire(self.owner, self.access, until, interrupted)
     }
 
     fn release(&self) -> Result<(), LockError> {
-        self.lock.release(self.owner, self.access)
+        self.lock.rw().release(self.owner, self.access)
     }
 
     fn is_still_owner(&self) -> Result<bool, LockError> {
+        let lock = self.lock.rw();
         Ok(match self.access {
-            Access::Write => self.lock.is_writer(self.owner),
-            Access::Read => self.lock.is_reader(self.owner),
+            Access::Write => lock.is_writer(self.owner),
+            Access::Read => lock.is_reader(self.owner),
         })
+    }
+
+    fn shared(&self) -> Option<Arc<dyn Lock>> {
+        let lock = self.lock.owned()?;
+        Some(Arc::new(Side { lock, owner: self.owner, access: self.access }))
     }
 }
 

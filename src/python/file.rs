@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
@@ -16,7 +17,7 @@ use crate::file::lock::{self as file_lock, FileLock as CoreFileLock};
 use crate::file::naming as lock_path;
 use crate::local::Mutex;
 use crate::registry::Handle;
-use crate::{Both, LockError, Raw};
+use crate::{Both, LockError};
 
 /// oslo's lock file path for `name`, validated.
 #[pyfunction]
@@ -66,7 +67,8 @@ pub fn cached_lock_files() -> usize {
 /// An inter-process lock on a file.
 #[pyclass(frozen, module = "ferrolock._native")]
 pub struct FileLock {
-    core: CoreFileLock,
+    /// Shared with a helper thread that waits for it under eventlet.
+    core: Arc<CoreFileLock>,
     name: String,
     policy: Policy,
     /// Taken through this object: another object's hold of the same file is not ours to end
@@ -114,7 +116,7 @@ pub struct ExternalLock {
     policy: Policy,
     /// The file of the current hold; `Some(None)` while process locking is disabled. Holders
     /// of one object follow each other through `internal`, so one slot is enough.
-    hold: parking_lot::Mutex<Option<Option<CoreFileLock>>>,
+    hold: parking_lot::Mutex<Option<Option<Arc<CoreFileLock>>>>,
 }
 
 impl WithLock for ExternalLock {
@@ -122,11 +124,11 @@ impl WithLock for ExternalLock {
         let file = match external_lock_dir(py, self.lock_path.as_ref().map(|p| p.bind(py)))? {
             Some(dir) => {
                 let path = lock_path::lock_file_path(&dir, &self.name, self.prefix.as_deref())?;
-                Some(CoreFileLock::new(&path))
+                Some(Arc::new(CoreFileLock::new(&path)))
             }
             None => None,
         };
-        let got = hold::acquire(py, policy, &Both(Raw(&*self.internal), file.as_ref()))?;
+        let got = hold::acquire(py, policy, &Both(&self.internal, file.as_ref()))?;
         if got {
             *self.hold.lock() = Some(file);
         }
@@ -137,7 +139,7 @@ impl WithLock for ExternalLock {
         let Some(file) = self.hold.lock().take() else {
             return Err(LockError::NotHeld.into());
         };
-        hold::release(py, &Both(Raw(&*self.internal), file.as_ref()))
+        hold::release(py, &Both(&self.internal, file.as_ref()))
     }
 
     fn lock_name(&self) -> &str {
@@ -191,7 +193,7 @@ impl FileLock {
         }
         let name = path.to_string_lossy().into_owned();
         Ok(FileLock {
-            core: CoreFileLock::new(&path),
+            core: Arc::new(CoreFileLock::new(&path)),
             name,
             policy: Policy::new(blocking, timeout)?,
             held: AtomicBool::new(false),

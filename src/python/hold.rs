@@ -13,6 +13,7 @@ use super::errors::wait_error;
 use super::exit::{park_if_exiting, sleep_forever, Reattaching};
 use super::green;
 use super::policy::Policy;
+use crate::registry::Handle;
 use crate::{Lock, LockError, Raw, RawLock, Until};
 
 /// `Ok(false)` when the policy's time ran out.
@@ -61,8 +62,8 @@ fn try_once(py: Python<'_>, lock: &dyn Lock) -> PyResult<bool> {
 /// A contended wait: green under eventlet, else detached in bounded steps.
 fn wait(py: Python<'_>, until: Until, lock: &dyn Lock) -> PyResult<bool> {
     park_if_exiting(py);
-    if let Some(sleep) = green::green_sleep(py)? {
-        let got = green::wait(&sleep, lock, until);
+    if let Some(hub) = green::hub(py)? {
+        let got = green::wait(py, &hub, lock, until);
         if super::exit::exiting_elsewhere() {
             // A wait in a thread other than the exiting one (eventlet's tpool) stopped for the
             // exit: give back what it took, then sleep without running more Python.
@@ -139,7 +140,11 @@ fn detached(
 /// the GIL again. Otherwise each handoff would park the thread that holds the GIL (and would
 /// simply have re-taken the lock) until the woken waiter gets the GIL: a convoy that costs a
 /// GIL switch per cycle. Not for fair locks, whose waiters must be served in order.
-pub fn acquire_local(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyResult<bool> {
+pub fn acquire_local<R: RawLock + 'static>(
+    py: Python<'_>,
+    policy: Policy,
+    lock: &Handle<R>,
+) -> PyResult<bool> {
     if lock.try_acquire()? {
         return Ok(true);
     }
@@ -147,12 +152,16 @@ pub fn acquire_local(py: Python<'_>, policy: Policy, lock: &dyn RawLock) -> PyRe
         return Ok(false);
     }
     park_if_exiting(py);
-    let raw = Raw(lock);
+    let raw = Raw(&**lock);
     let until = policy.until(raw.max_step());
-    if let Some(sleep) = green::green_sleep(py)? {
-        return green::wait(&sleep, &raw, until);
+    if let Some(hub) = green::hub(py)? {
+        // Under eventlet the helper takes the lock for the greenthread: its holder is most
+        // likely another greenthread of this OS thread, so there is no GIL convoy to avoid.
+        let got = green::wait(py, &hub, lock, until);
+        park_if_exiting(py);
+        return got;
     }
-    let nothing: Option<&Raw<'_, dyn RawLock>> = None;
+    let nothing: Option<&Raw<'_, R>> = None;
     loop {
         let mut see_free = |until, interrupted: &mut dyn FnMut() -> bool| {
             let got = raw.acquire(until, interrupted)?;

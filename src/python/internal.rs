@@ -11,7 +11,7 @@ use super::protocol::{with_lock_protocol, WithLock};
 use crate::local::Mutex;
 use crate::local::Semaphore as CoreSemaphore;
 use crate::registry::{Handle, Registry};
-use crate::{Raw, RawLock};
+use crate::RawLock;
 
 pub(super) fn plain_locks() -> &'static Arc<Registry<Mutex>> {
     static LOCKS: OnceLock<Arc<Registry<Mutex>>> = OnceLock::new();
@@ -114,8 +114,8 @@ impl InternalLock {
 impl WithLock for InternalLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
         match &self.kind {
-            Kind::Plain(m) => hold::acquire_local(py, policy, &**m),
-            Kind::Fair(f) => hold::acquire(py, policy, &Raw(&**f)),
+            Kind::Plain(m) => hold::acquire_local(py, policy, m),
+            Kind::Fair(f) => hold::acquire(py, policy, f),
         }
     }
     fn give_back(&self, _py: Python<'_>) -> PyResult<()> {
@@ -257,7 +257,7 @@ impl Semaphore {
 
 impl WithLock for Semaphore {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        hold::acquire(py, policy, &Raw(&*self.handle))
+        hold::acquire(py, policy, &self.handle)
     }
     fn give_back(&self, _py: Python<'_>) -> PyResult<()> {
         Ok(self.handle.release()?)

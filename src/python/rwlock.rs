@@ -14,7 +14,7 @@ use super::exit::call_python;
 use super::hold;
 use super::policy::Policy;
 use super::protocol::{with_lock_protocol, WithLock};
-use crate::local::rwlock::{Access, OwnerId, RwLock, Side};
+use crate::local::rwlock::{Access, OwnerId, RwLock, RwRef, Side};
 use crate::registry::{Handle, Registry};
 
 pub fn fair_rw_locks() -> &'static Arc<Registry<RwLock>> {
@@ -23,8 +23,24 @@ pub fn fair_rw_locks() -> &'static Arc<Registry<RwLock>> {
 }
 
 enum Inner {
-    Own(RwLock),
+    /// Shared with a helper thread that waits for it under eventlet.
+    Own(Arc<RwLock>),
     Named(Handle<RwLock>),
+}
+
+impl RwRef for Inner {
+    fn rw(&self) -> &RwLock {
+        match self {
+            Inner::Own(l) => l,
+            Inner::Named(h) => h,
+        }
+    }
+    fn owned(&self) -> Option<Arc<dyn RwRef>> {
+        match self {
+            Inner::Own(l) => l.owned(),
+            Inner::Named(h) => h.owned(),
+        }
+    }
 }
 
 #[pyclass(frozen, module = "ferrolock._native")]
@@ -34,10 +50,7 @@ pub struct ReaderWriterLock {
 
 impl ReaderWriterLock {
     fn lock(&self) -> &RwLock {
-        match &self.inner {
-            Inner::Own(l) => l,
-            Inner::Named(h) => h,
-        }
+        self.inner.rw()
     }
 
     fn take(
@@ -47,7 +60,7 @@ impl ReaderWriterLock {
         access: Access,
         policy: Policy,
     ) -> PyResult<bool> {
-        hold::acquire(py, policy, &Side { lock: self.lock(), owner, access })
+        hold::acquire(py, policy, &Side { lock: &self.inner, owner, access })
     }
 }
 
@@ -58,7 +71,7 @@ impl ReaderWriterLock {
     #[pyo3(signature = (name=None))]
     fn new(name: Option<&str>) -> PyResult<Self> {
         let inner = match name {
-            None => Inner::Own(RwLock::new()),
+            None => Inner::Own(Arc::new(RwLock::new())),
             Some(name) => {
                 Inner::Named(fair_rw_locks().get(name, || Ok::<_, PyErr>(RwLock::new()))?)
             }

@@ -11,8 +11,11 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 pub mod fork;
+pub(crate) mod signal_fd;
 #[cfg(target_os = "linux")]
 mod wake_timer;
+
+pub use signal_fd::SignalFd;
 
 #[cfg(target_os = "linux")]
 const SET_LOCK: libc::c_int = libc::F_OFD_SETLK;
