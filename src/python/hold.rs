@@ -18,13 +18,12 @@ use crate::{Lock, LockError, Raw, RawLock, Until};
 
 /// `Ok(false)` when the policy's time ran out.
 pub fn acquire(py: Python<'_>, policy: Policy, lock: &dyn Lock) -> PyResult<bool> {
-    if try_once(py, lock)? {
-        return Ok(true);
+    let got =
+        try_once(py, lock)? || (policy.blocking && wait(py, policy.until(lock.max_step()), lock)?);
+    if got {
+        hand_over(py, lock)?;
     }
-    if !policy.blocking {
-        return Ok(false);
-    }
-    wait(py, policy.until(lock.max_step()), lock)
+    Ok(got)
 }
 
 /// Give `lock` back (with the GIL released when that is a network round trip).
@@ -52,11 +51,7 @@ fn try_once(py: Python<'_>, lock: &dyn Lock) -> PyResult<bool> {
     if !lock.blocking_io() {
         return Ok(lock.acquire(now, &mut || false)?);
     }
-    let got = py.detach(|| lock.acquire(now, &mut || false))?;
-    if got {
-        hand_over(py, lock)?;
-    }
-    Ok(got)
+    Ok(py.detach(|| lock.acquire(now, &mut || false))?)
 }
 
 /// A contended wait: green under eventlet, else detached in bounded steps.
@@ -74,17 +69,13 @@ fn wait(py: Python<'_>, until: Until, lock: &dyn Lock) -> PyResult<bool> {
         }
         return got;
     }
-    let got =
-        detached(py, until, &mut |until, interrupted| lock.acquire(until, interrupted), lock)?;
-    if got {
-        hand_over(py, lock)?;
-    }
-    Ok(got)
+    detached(py, until, &mut |until, interrupted| lock.acquire(until, interrupted), lock)
 }
 
-/// The lock was just taken with the GIL released: a signal that arrived meanwhile would be
-/// raised by the next Python instruction, before the caller could record the hold. Raise it
-/// here instead, with the lock given back.
+/// The lock was just taken, and a signal that arrived meanwhile (during a wait with the GIL
+/// released, or during the try itself: its handler only marks it pending) would be raised by
+/// CPython as this call returns, before the caller could record the hold. Raise it here
+/// instead, with the lock given back.
 fn hand_over(py: Python<'_>, lock: &dyn Lock) -> PyResult<()> {
     if let Err(signal) = py.check_signals() {
         let _ = if lock.blocking_io() { py.detach(|| lock.release()) } else { lock.release() };
@@ -145,21 +136,26 @@ pub fn acquire_local<R: RawLock + 'static>(
     policy: Policy,
     lock: &Handle<R>,
 ) -> PyResult<bool> {
+    let raw = Raw(&**lock);
     if lock.try_acquire()? {
+        hand_over(py, &raw)?;
         return Ok(true);
     }
     if !policy.blocking {
         return Ok(false);
     }
     park_if_exiting(py);
-    let raw = Raw(&**lock);
     let until = policy.until(raw.max_step());
     if let Some(hub) = green::hub(py)? {
         // Under eventlet the helper takes the lock for the greenthread: its holder is most
         // likely another greenthread of this OS thread, so there is no GIL convoy to avoid.
         let got = green::wait(py, &hub, lock, until);
         park_if_exiting(py);
-        return got;
+        let got = got?;
+        if got {
+            hand_over(py, &raw)?;
+        }
+        return Ok(got);
     }
     let nothing: Option<&Raw<'_, R>> = None;
     loop {
