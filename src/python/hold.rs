@@ -3,7 +3,7 @@
 //! it is a network round trip), then blocking waits with the GIL released, checking for signals
 //! between bounded steps, or green waits under eventlet.
 //!
-//! Either the caller ends up holding the lock, or nothing is held: a wait that wins while a
+//! Either the caller ends up holding the lock, or nothing is held: an acquire that wins while a
 //! signal is pending gives the lock back before the signal's exception is raised, so no Python
 //! code runs between taking the lock and handing it to the caller.
 
@@ -29,7 +29,7 @@ pub fn acquire(py: Python<'_>, policy: Policy, lock: &dyn Lock) -> PyResult<bool
 /// Give `lock` back (with the GIL released when that is a network round trip).
 pub fn release(py: Python<'_>, lock: &dyn Lock) -> PyResult<()> {
     if lock.blocking_io() {
-        py.detach(|| lock.release())?;
+        round_trip(py, lock, || lock.release(), |_| false)?;
     } else {
         lock.release()?;
     }
@@ -40,7 +40,7 @@ pub fn release(py: Python<'_>, lock: &dyn Lock) -> PyResult<()> {
 #[allow(dead_code)] // for the server locks' bindings
 pub fn is_still_owner(py: Python<'_>, lock: &dyn Lock) -> PyResult<bool> {
     Ok(if lock.blocking_io() {
-        py.detach(|| lock.is_still_owner())?
+        round_trip(py, lock, || lock.is_still_owner(), |_| false)?
     } else {
         lock.is_still_owner()?
     })
@@ -51,7 +51,30 @@ fn try_once(py: Python<'_>, lock: &dyn Lock) -> PyResult<bool> {
     if !lock.blocking_io() {
         return Ok(lock.acquire(now, &mut || false)?);
     }
-    Ok(py.detach(|| lock.acquire(now, &mut || false))?)
+    Ok(round_trip(py, lock, || lock.acquire(now, &mut || false), |got| matches!(got, Ok(true)))?)
+}
+
+/// A network round trip of `lock` with the GIL released. It may end after the interpreter's
+/// exit began, like a wait (see `detached`): taking the GIL back then would unwind this thread
+/// through our frames and abort the process, so it gives back what `call` took (`took` says
+/// whether it took the lock) and sleeps until the process is gone.
+fn round_trip<R: Send>(
+    py: Python<'_>,
+    lock: &dyn Lock,
+    call: impl FnOnce() -> R + Send,
+    took: impl FnOnce(&R) -> bool + Send,
+) -> R {
+    let (outcome, _counted) = py.detach(|| {
+        let outcome = call();
+        let Some(counted) = Reattaching::enter() else {
+            if took(&outcome) {
+                let _ = lock.release();
+            }
+            sleep_forever();
+        };
+        (outcome, counted)
+    });
+    outcome
 }
 
 /// A contended wait: green under eventlet, else detached in bounded steps.
@@ -78,7 +101,11 @@ fn wait(py: Python<'_>, until: Until, lock: &dyn Lock) -> PyResult<bool> {
 /// instead, with the lock given back.
 fn hand_over(py: Python<'_>, lock: &dyn Lock) -> PyResult<()> {
     if let Err(signal) = py.check_signals() {
-        let _ = if lock.blocking_io() { py.detach(|| lock.release()) } else { lock.release() };
+        let _ = if lock.blocking_io() {
+            round_trip(py, lock, || lock.release(), |_| false)
+        } else {
+            lock.release()
+        };
         return Err(signal);
     }
     Ok(())
