@@ -32,7 +32,7 @@ pub fn generation() -> u64 {
 }
 
 /// Whether forks are being counted (`pthread_atfork` can fail with ENOMEM). When they are not,
-/// resources that must not cross a fork cannot be told apart, and callers should say so.
+/// only forks that run the child hooks (Python's `os.fork`) are counted, by `run_child_hooks`.
 pub fn counting() -> bool {
     generation();
     REGISTERED.load(Ordering::Relaxed) == 1
@@ -132,7 +132,11 @@ pub fn on_child(hook: fn()) -> bool {
 /// # Safety
 /// Only in a forked child, from the thread that forked, before other threads exist.
 pub unsafe fn run_child_hooks() {
-    generation();
+    if !counting() {
+        // pthread_atfork failed, so nothing counted this fork: without a new generation the
+        // child would take the parent's descriptors, and the locks on them, for its own.
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
     for slot in &CHILD_HOOKS {
         let raw = slot.load(Ordering::Acquire);
         if raw != 0 {
@@ -158,6 +162,27 @@ mod tests {
         assert_eq!(VALUE.get().0.load(Ordering::Relaxed), 1);
         assert!(VALUE.get_if_made().is_some());
         assert!(VALUE.inherited().is_none());
+    }
+
+    #[test]
+    fn child_hooks_count_the_fork_when_pthread_atfork_could_not() {
+        generation();
+        // SAFETY: the child only touches atomics, runs the hooks, then `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            REGISTERED.store(0, Ordering::Relaxed);
+            let before = generation();
+            // SAFETY: in the forked child, on the forking thread, before any other thread.
+            unsafe { run_child_hooks() };
+            let code = i32::from(generation() == before);
+            // SAFETY: `_exit` skips atexit handlers and destructors, as a forked test child must.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "fork not counted");
     }
 
     #[test]
