@@ -48,8 +48,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// for the interpreter's exit were the parent's.
 #[pyfunction]
 fn after_fork_in_child() {
-    // SAFETY: registered with os.register_at_fork(after_in_child=...), so this runs in the
-    // child, on the thread that forked, before any other thread exists.
-    unsafe { crate::fork::run_child_hooks() };
-    exit::reset_after_fork();
+    // SAFETY: registered with os.register_at_fork(after_in_child=...), so its first call in a
+    // child runs on the thread that forked, before any other thread exists; any other call
+    // (Python code may make one) finds the hooks already run in this process and does nothing.
+    if unsafe { crate::fork::run_child_hooks() } {
+        exit::reset_after_fork();
+    }
 }

@@ -8,11 +8,14 @@
 //! what must be retired at once, such as descriptors.
 
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Once;
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static REGISTERED: AtomicU64 = AtomicU64::new(0);
+/// The process the child hooks last ran in (or that started counting): a call in that same
+/// process is not a fresh child's, and must not retire what the process itself holds.
+static HOOKS_PID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn after_fork_in_child() {
     // Async-signal-safe: a child of a threaded parent may do nothing more here.
@@ -27,6 +30,8 @@ pub fn generation() -> u64 {
         // SAFETY: registers a handler that only touches an atomic; no prepare/parent handlers.
         let rc = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
         REGISTERED.store(u64::from(rc == 0), Ordering::Relaxed);
+        // SAFETY: getpid has no preconditions.
+        HOOKS_PID.store(unsafe { libc::getpid() }, Ordering::Relaxed);
     });
     GENERATION.load(Ordering::Relaxed)
 }
@@ -127,12 +132,22 @@ pub fn on_child(hook: fn()) -> bool {
 }
 
 /// Run the registered hooks; called in a forked child (Python's
-/// `os.register_at_fork(after_in_child=...)`).
+/// `os.register_at_fork(after_in_child=...)`). Returns whether they ran: only once per process,
+/// and never in the process that started counting, since the binding exports the call to
+/// Python, where any code can make it (in the parent, the hooks would retire descriptors that
+/// carry its own locks).
 ///
 /// # Safety
-/// Only in a forked child, from the thread that forked, before other threads exist.
-pub unsafe fn run_child_hooks() {
-    if !counting() {
+/// In a forked child, the first call must come from the thread that forked, before other
+/// threads exist.
+pub unsafe fn run_child_hooks() -> bool {
+    let counted = counting();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    if HOOKS_PID.swap(pid, Ordering::AcqRel) == pid {
+        return false;
+    }
+    if !counted {
         // pthread_atfork failed, so nothing counted this fork: without a new generation the
         // child would take the parent's descriptors, and the locks on them, for its own.
         GENERATION.fetch_add(1, Ordering::Relaxed);
@@ -145,6 +160,7 @@ pub unsafe fn run_child_hooks() {
             hook();
         }
     }
+    true
 }
 
 #[cfg(test)]
@@ -174,8 +190,8 @@ mod tests {
             REGISTERED.store(0, Ordering::Relaxed);
             let before = generation();
             // SAFETY: in the forked child, on the forking thread, before any other thread.
-            unsafe { run_child_hooks() };
-            let code = i32::from(generation() == before);
+            let ran = unsafe { run_child_hooks() };
+            let code = i32::from(!ran || generation() == before);
             // SAFETY: `_exit` skips atexit handlers and destructors, as a forked test child must.
             unsafe { libc::_exit(code) };
         }
@@ -183,6 +199,20 @@ mod tests {
         // SAFETY: `pid` is our child; `status` is a valid out-pointer.
         assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "fork not counted");
+    }
+
+    #[test]
+    fn child_hooks_do_nothing_in_the_process_that_started_counting() {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        fn count() {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+        }
+        assert!(on_child(count));
+        let before = generation();
+        // SAFETY: not a forked child: the guard must make this a no-op.
+        assert!(!unsafe { run_child_hooks() });
+        assert_eq!(RUNS.load(Ordering::SeqCst), 0);
+        assert_eq!(generation(), before);
     }
 
     #[test]
