@@ -37,13 +37,11 @@ impl From<LockError> for PyErr {
     }
 }
 
-/// A wait's error: `Interrupted` becomes the exception that stopped it (a pending
-/// KeyboardInterrupt, an eventlet timeout), when there is one.
+/// A wait's error: the exception that stopped it (a pending KeyboardInterrupt, an eventlet
+/// timeout), when there is one, wins over what the lock said as it gave up (`Interrupted`, or a
+/// failure while cancelling): that exception was consumed from Python and must not be lost.
 pub fn wait_error(err: LockError, pending: Option<PyErr>) -> PyErr {
-    match (err, pending) {
-        (LockError::Interrupted, Some(pending)) => pending,
-        (err, _) => err.into(),
-    }
+    pending.unwrap_or_else(|| err.into())
 }
 
 /// The OS's text for `err`, without Rust's " (os error N)" (Python prints the errno itself).
