@@ -81,10 +81,12 @@ bench: install ## ferrolock and oslo.concurrency side by side (see bench/README.
 # PyPI takes manylinux wheels only. Linking with zig against glibc 2.17's symbols makes one
 # here without a manylinux container; maturin checks the manylinux2014 policy while tagging and
 # auditwheel, the tool PyPI's rule comes from, confirms it. zig links differently, so it keeps
-# its own cargo cache (else it and `make install` would rebuild each other's).
+# its own cargo cache (else it and `make install` would rebuild each other's); maturin finds zig
+# as `python3 -m ziglang` on PATH, hence .venv/bin first.
 wheel: $(PY) ## build the release abi3 wheel (manylinux2014) into dist/, checked with auditwheel
 	$(PIP) 'maturin>=1.5,<2' auditwheel ziglang
-	CARGO_TARGET_DIR=target/manylinux $(VENV)/bin/maturin build --release --zig \
+	PATH="$(abspath $(VENV))/bin:$$PATH" CARGO_TARGET_DIR=target/manylinux \
+		$(VENV)/bin/maturin build --release --zig \
 		--compatibility manylinux2014 --out dist
 	$(VENV)/bin/auditwheel show dist/ferrolock-*-abi3-manylinux2014*.whl
 

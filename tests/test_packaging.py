@@ -72,7 +72,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cwd=REPO,
         # zig links differently: its own cache, so that it and `pip install .` never rebuild
         # each other's
-        env={**os.environ, "CARGO_TARGET_DIR": str(REPO / "target" / "manylinux")},
+        env={
+            **os.environ,
+            "CARGO_TARGET_DIR": str(REPO / "target" / "manylinux"),
+            # maturin finds zig as `python3 -m ziglang` on PATH: this environment's python
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
         check=True,
         timeout=1500,
     )
