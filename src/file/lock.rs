@@ -712,6 +712,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn only_a_long_run_of_back_to_back_holds_keeps_out_of_a_window() {
+        let file = LockFile::new(Path::new("/nonexistent/window"));
+        let ms = 1_000_000;
+        let in_window = 100 * POLLER_PERIOD_NS + 10 * ms;
+        let outside = 100 * POLLER_PERIOD_NS + POLLER_GAP_NS + ms;
+        assert_eq!(poller_window_left(&file, in_window), Some(POLLER_GAP_NS - 10 * ms));
+        assert_eq!(poller_window_left(&file, outside), None);
+        file.run_start.store(in_window - 3_000 * ms, Ordering::Relaxed);
+        file.last_release.store(in_window - ms, Ordering::Relaxed);
+        assert!(must_leave_free(&file, in_window));
+        assert!(!must_leave_free(&file, outside));
+        // A short run, or a file left free longer than a poll interval, owes nothing.
+        file.run_start.store(in_window - 1_000 * ms, Ordering::Relaxed);
+        assert!(!must_leave_free(&file, in_window));
+        file.run_start.store(in_window - 3_000 * ms, Ordering::Relaxed);
+        file.last_release.store(in_window - 200 * ms, Ordering::Relaxed);
+        assert!(!must_leave_free(&file, in_window));
+        // Once oslo was seen on the file, windows come every 0.5 s and runs count from 0.5 s.
+        let mixed = 100 * POLLER_PERIOD_NS + MIXED_PERIOD_NS + 10 * ms;
+        file.last_release.store(mixed - ms, Ordering::Relaxed);
+        file.run_start.store(mixed - 600 * ms, Ordering::Relaxed);
+        assert!(!must_leave_free(&file, mixed));
+        file.mixed_until.store(mixed + MIXED_FOR_NS, Ordering::Relaxed);
+        assert!(must_leave_free(&file, mixed));
+    }
+
+    #[test]
     fn creates_directories_and_excludes_within_the_process() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("a/b/lock");
