@@ -20,11 +20,18 @@ import statistics
 import tempfile
 import threading
 import time
+from typing import Any
 
 NAME = "starved"
 
 
-def busy(impl: str, lock_dir: str, stop: multiprocessing.synchronize.Event, ready, counts) -> None:
+def busy(
+    impl: str,
+    lock_dir: str,
+    stop: multiprocessing.synchronize.Event,
+    ready: multiprocessing.synchronize.Event,
+    counts: Any,
+) -> None:
     if impl == "ferrolock":
         from ferrolock import lockutils
     else:
@@ -48,7 +55,7 @@ def busy(impl: str, lock_dir: str, stop: multiprocessing.synchronize.Event, read
         t.join()
 
 
-def oslo_taker(lock_dir: str, takes: int, out) -> None:
+def oslo_taker(lock_dir: str, takes: int, out: Any) -> None:
     from oslo_concurrency import lockutils
 
     waits = []
@@ -61,7 +68,7 @@ def oslo_taker(lock_dir: str, takes: int, out) -> None:
     out.put(waits)
 
 
-def run(impl: str, takes: int, limit: float) -> dict:
+def run(impl: str, takes: int, limit: float) -> dict[str, Any]:
     lock_dir = tempfile.mkdtemp(prefix="ferrolock-starve-")
     ctx = multiprocessing.get_context("spawn")
     stop, ready = ctx.Event(), ctx.Event()
@@ -91,7 +98,7 @@ def run(impl: str, takes: int, limit: float) -> dict:
         "seconds": round(elapsed, 2),
         "wait_max_s": round(max(waits), 3),
         "wait_median_s": round(statistics.median(waits), 3),
-        "busy_cycles_per_s": round(sum(counts) / elapsed),
+        "busy_cycles_per_s": round(sum(counts[:]) / elapsed),
     }
 
 
