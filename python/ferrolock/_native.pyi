@@ -159,7 +159,8 @@ class FileLock(_NativeLock):
     and the file are created on first acquire; the file is never deleted on release. Threads of
     one process on the same path exclude each other too. Waits block in the kernel
     (``F_OFD_SETLKW``) with the GIL released. Acquiring raises LockPathError when the
-    directory cannot hold the lock file."""
+    directory cannot hold the lock file. With ``release_on_drop``, an object dropped while
+    holding gives its hold back (fasteners' shape)."""
 
     def __new__(
         cls,
@@ -167,6 +168,7 @@ class FileLock(_NativeLock):
         *,
         blocking: bool = True,
         timeout: Optional[float] = None,
+        release_on_drop: bool = False,
     ) -> Self: ...
     @property
     def path(self) -> Path: ...

@@ -20,7 +20,7 @@ class InterProcessLock:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._lock = _native.FileLock(path)
+        self._lock = _native.FileLock(path, release_on_drop=True)
         self._lockfile: Optional[IO[Any]] = None
 
     @property
@@ -85,13 +85,6 @@ class InterProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-    def __del__(self) -> None:
-        # A hold nobody can release any more (a signal's exception between the acquire and
-        # the `with` block) ends with the object, as fasteners' ends when its file is closed.
-        lock = self.__dict__.get("_lock")
-        if lock is not None and lock.held:
-            lock.release()
 
     def __repr__(self) -> str:
         return f"<ferrolock.lockutils.InterProcessLock path={self.path!r}>"

@@ -74,6 +74,21 @@ pub struct FileLock {
     /// Taken through this object: another object's hold of the same file is not ours to end
     /// (fasteners refuses such a release too).
     held: AtomicBool,
+    /// Give a hold back when the object goes (fasteners' shape); otherwise a hold taken with
+    /// `FileLock(path).acquire()` lasts until the process exits.
+    release_on_drop: bool,
+}
+
+/// With `release_on_drop`, a hold nobody can release any more (its object is gone: say a
+/// signal's exception came between the acquire and the `with` block) ends with the object, as
+/// fasteners' ends when its file is closed. In Rust, so that no Python code (and no signal's
+/// exception) can stop it halfway.
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        if self.release_on_drop && self.held.swap(false, Ordering::AcqRel) {
+            let _ = crate::Lock::release(&*self.core);
+        }
+    }
 }
 
 impl WithLock for FileLock {
@@ -186,8 +201,13 @@ impl ExternalLock {
 #[pymethods]
 impl FileLock {
     #[new]
-    #[pyo3(signature = (path, *, blocking=true, timeout=None))]
-    fn new(path: PathBuf, blocking: bool, timeout: Option<f64>) -> PyResult<Self> {
+    #[pyo3(signature = (path, *, blocking=true, timeout=None, release_on_drop=false))]
+    fn new(
+        path: PathBuf,
+        blocking: bool,
+        timeout: Option<f64>,
+        release_on_drop: bool,
+    ) -> PyResult<Self> {
         if path.as_os_str().as_encoded_bytes().contains(&0) {
             return Err(PyValueError::new_err("lock file path contains a NUL byte"));
         }
@@ -197,6 +217,7 @@ impl FileLock {
             name,
             policy: Policy::new(blocking, timeout)?,
             held: AtomicBool::new(false),
+            release_on_drop,
         })
     }
 
