@@ -3,6 +3,7 @@
 //! The core (every module but `python`) has no Python in it: it is plain Rust, tested by
 //! `cargo test`. `python` is the one PyO3 binding layer, built only with the `python` feature.
 
+pub mod ceph;
 pub mod error;
 pub mod file;
 pub mod local;
