@@ -4,6 +4,9 @@
   ``ReaderWriterLock`` (fair, re-entrant like fasteners').
 - Across processes: ``FileLock`` (a Linux open-file-description lock that also excludes the
   ``lockf`` locks oslo.concurrency takes on the same file).
+- On Ceph: ``RbdLock`` (the managed exclusive lock of an RBD image, for nova/cinder's
+  ``with RbdLock(pool, name, ...)``) and ``RadosLock`` (a RADOS object lock with a lease);
+  librados/librbd are loaded on first use.
 - ``lock`` and ``synchronized`` with oslo.concurrency's signatures (plus ``timeout=``), and
   ``ferrolock.lockutils``, a drop-in for ``oslo_concurrency.lockutils``.
 
@@ -28,12 +31,15 @@ from ferrolock._native import (
 from ferrolock.exceptions import (
     AcquireLockFailedException,
     InvalidLockName,
+    LockBackendError,
     LockError,
+    LockLost,
     LockPathError,
     LockTimeout,
     LockUsageError,
 )
 from ferrolock.lockutils import lock, synchronized
+from ferrolock.rbd import LockBusy, RadosLock, RbdLock
 from ferrolock.rwlock import ReaderWriterLock
 
 __version__: str = _native.__version__
@@ -60,10 +66,15 @@ __all__ = [
     "FileLock",
     "InternalLock",
     "InvalidLockName",
+    "LockBackendError",
+    "LockBusy",
     "LockError",
+    "LockLost",
     "LockPathError",
     "LockTimeout",
     "LockUsageError",
+    "RadosLock",
+    "RbdLock",
     "ReaderWriterLock",
     "Semaphore",
     "__version__",

@@ -1,6 +1,7 @@
 //! The PyO3 binding layer: the only code that speaks Python. It turns core results into Python
 //! exceptions, releases the GIL while waiting and keeps Ctrl-C and eventlet working.
 
+mod ceph;
 mod config;
 mod entry;
 mod errors;
@@ -28,6 +29,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rwlock::ReaderWriterLock>()?;
     m.add_class::<rwlock::FairWriteLock>()?;
     m.add_function(wrap_pyfunction!(rwlock::fair_lock, m)?)?;
+    m.add_class::<ceph::RbdLockCore>()?;
+    m.add_class::<ceph::RadosLockCore>()?;
     m.add_class::<file::FileLock>()?;
     m.add_class::<file::ExternalLock>()?;
     m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
