@@ -1,0 +1,81 @@
+"""rbd:// and rados:// backends: URL parsing, lock names to images, holders/break for operators."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from ferrolock import RadosLock, RbdLock
+from ferrolock.coordination_ceph import break_lock, holders, image_name, make_lock, parse_url
+
+
+def test_parse_url():
+    t = parse_url("rbd://volumes/ns1?conf=/etc/ceph/ceph.conf&id=nova&connect_timeout=3")
+    assert (t.scheme, t.pool, t.namespace, t.conffile, t.rados_id) == (
+        "rbd", "volumes", "ns1", "/etc/ceph/ceph.conf", "nova"
+    )
+    assert t.connect_timeout == 3
+    assert parse_url("rados://p?lease=5").lease == 5
+    for bad in ("rbd://", "mysql://x", "rbd://p/a/b", "rbd://p?password=x"):
+        with pytest.raises(ValueError):
+            parse_url(bad)
+
+
+def test_image_names_are_valid_and_stable():
+    assert image_name("flattening_lock") == "lock.flattening_lock"
+    odd = image_name("cinder-volume/with spaces@and:colons")
+    assert "/" not in odd and "@" not in odd and " " not in odd
+    assert odd == image_name("cinder-volume/with spaces@and:colons")
+    assert image_name("a/b") != image_name("a_b")
+    long = image_name("x" * 500)
+    assert len(long) <= 64 and long != image_name("x" * 499)
+
+
+def url(cl, scheme: str) -> str:
+    return f"{scheme}://{cl.pool}?conf={cl.conffile}&id={cl.client}&lease=5"
+
+
+@pytest.mark.parametrize("scheme", ["rbd", "rados"])
+def test_backend_locks_exclude(ceph_cluster, scheme):
+    name = f"coord/{uuid.uuid4().hex[:8]} any name"
+    a = make_lock(url(ceph_cluster, scheme), name)
+    assert isinstance(a, RbdLock if scheme == "rbd" else RadosLock)
+    assert a.acquire()
+    rows = holders(url(ceph_cluster, scheme), name)
+    assert len(rows) == 1
+    a.release()
+    assert holders(url(ceph_cluster, scheme), name) == []
+
+
+def test_break_refuses_live_owner_without_force(ceph_cluster):
+    name = f"coord-{uuid.uuid4().hex[:8]}"
+    u = url(ceph_cluster, "rbd")
+    code = (
+        "import sys; from ferrolock.coordination_ceph import make_lock\n"
+        f"l = make_lock({u!r}, {name!r}); l.acquire(); print('ACQ', flush=True); sys.stdin.read()"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ACQ"
+        cli = [sys.executable, "-m", "ferrolock.coordination_ceph"]
+        out = subprocess.run([*cli, "holders", u, name], capture_output=True, text=True,
+                             timeout=60)
+        assert "live watch" in out.stdout, out
+        refused = subprocess.run([*cli, "break", u, name], capture_output=True, text=True,
+                                 timeout=60)
+        assert refused.returncode == 2 and "--force" in refused.stderr
+        forced = subprocess.run([*cli, "break", "--force", u, name], capture_output=True,
+                                text=True, timeout=60)
+        assert forced.returncode == 0 and "broke" in forced.stdout, forced
+        assert break_lock(u, name) == []
+    finally:
+        p.kill()
+        p.wait(10)
+        if p.stdin:
+            p.stdin.close()
+        if p.stdout:
+            p.stdout.close()
