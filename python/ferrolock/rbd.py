@@ -65,7 +65,7 @@ class _CephLock:
     def _raise_busy(self, blocking: bool, timeout: Optional[float]) -> None:
         try:
             owners = self._describe_owners()
-        except Exception:  # noqa: BLE001 - the busy error matters more than its detail
+        except Exception:
             owners = []
         if blocking and timeout is not None:
             err: AcquireLockFailedException = LockTimeout(self.name, timeout)
@@ -128,7 +128,7 @@ class RbdLock(_CephLock):
         self.name = name
         self.blocking = blocking
         self.timeout = timeout
-        self._core = _native.RbdLockCore(
+        self._core: _native.RbdLockCore = _native.RbdLockCore(
             pool,
             name,
             os.fspath(conffile) if conffile is not None else None,
@@ -198,7 +198,7 @@ class RadosLock(_CephLock):
         self.name = name
         self.blocking = blocking
         self.timeout = timeout
-        self._core = _native.RadosLockCore(
+        self._core: _native.RadosLockCore = _native.RadosLockCore(
             pool,
             name,
             os.fspath(conffile) if conffile is not None else None,

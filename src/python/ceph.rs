@@ -35,8 +35,12 @@ fn on_lost_callback(cb: Option<Py<PyAny>>) -> Option<OnLost> {
     })
 }
 
-fn cluster_key(cluster: String, conffile: Option<PathBuf>, rados_id: Option<String>) -> ClusterKey {
-    ClusterKey { cluster, conffile, rados_id }
+fn cluster_key(
+    cluster: Option<String>,
+    conffile: Option<PathBuf>,
+    rados_id: Option<String>,
+) -> ClusterKey {
+    ClusterKey { cluster: cluster.unwrap_or_else(|| String::from("ceph")), conffile, rados_id }
 }
 
 /// The managed exclusive lock of one RBD image.
@@ -48,7 +52,7 @@ pub struct RbdLockCore {
 #[pymethods]
 impl RbdLockCore {
     #[new]
-    #[pyo3(signature = (pool, name, conffile=None, rados_id=None, cluster="ceph".to_owned(),
+    #[pyo3(signature = (pool, name, conffile=None, rados_id=None, cluster=None,
         namespace=None, create=true, connect_timeout=10.0, try_timeout=1.0, on_lost=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -56,7 +60,7 @@ impl RbdLockCore {
         name: String,
         conffile: Option<PathBuf>,
         rados_id: Option<String>,
-        cluster: String,
+        cluster: Option<String>,
         namespace: Option<String>,
         create: bool,
         connect_timeout: f64,
@@ -158,7 +162,7 @@ pub struct RadosLockCore {
 #[pymethods]
 impl RadosLockCore {
     #[new]
-    #[pyo3(signature = (pool, name, conffile=None, rados_id=None, cluster="ceph".to_owned(),
+    #[pyo3(signature = (pool, name, conffile=None, rados_id=None, cluster=None,
         namespace=None, lease=30.0, connect_timeout=10.0, on_lost=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -166,7 +170,7 @@ impl RadosLockCore {
         name: String,
         conffile: Option<PathBuf>,
         rados_id: Option<String>,
-        cluster: String,
+        cluster: Option<String>,
         namespace: Option<String>,
         lease: f64,
         connect_timeout: f64,

@@ -1,16 +1,16 @@
 """A child process for the Ceph lock tests (ferrolock's RbdLock/RadosLock, or python-rbd).
 
-    ceph_child.py hold KIND CONF ID POOL NAME [LEASE]
-        KIND rbd, rados or pyrbd (python-rbd, run with the system python). Takes the lock
-        (blocking), prints "ACQUIRED <client address>", then obeys stdin lines:
-        "check" -> "OWNER True|False"; "release" -> "RELEASED" or "LOST <reason>";
-        "again" -> a new lock object on the same name, non-blocking: "AGAIN True|False".
-        EOF: release (if held) and exit. on_lost prints "ONLOST <reason>".
-    ceph_child.py try KIND CONF ID POOL NAME
-        One non-blocking try: "TRY True|False <seconds>" (released at once).
-    ceph_child.py work CONF ID POOL NAME COUNTER LOG ITERATIONS
-        Two threads, each ITERATIONS times: under the lock (blocking), read COUNTER, write it +1
-        and append "start end pid" to LOG. Prints "DONE".
+ceph_child.py hold KIND CONF ID POOL NAME [LEASE]
+    KIND rbd, rados or pyrbd (python-rbd, run with the system python). Takes the lock
+    (blocking), prints "ACQUIRED <client address>", then obeys stdin lines:
+    "check" -> "OWNER True|False"; "release" -> "RELEASED" or "LOST <reason>";
+    "again" -> a new lock object on the same name, non-blocking: "AGAIN True|False".
+    EOF: release (if held) and exit. on_lost prints "ONLOST <reason>".
+ceph_child.py try KIND CONF ID POOL NAME
+    One non-blocking try: "TRY True|False <seconds>" (released at once).
+ceph_child.py work CONF ID POOL NAME COUNTER LOG ITERATIONS
+    Two threads, each ITERATIONS times: under the lock (blocking), read COUNTER, write it +1
+    and append "start end pid" to LOG. Prints "DONE".
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import threading
 import time
 
 
-def make(kind: str, conf: str, rid: str, pool: str, name: str, lease: float = 5.0):  # noqa: ANN201
+def make(kind: str, conf: str, rid: str, pool: str, name: str, lease: float = 5.0):
     if kind == "pyrbd":
         return PyRbd(conf, rid, pool, name)
     import ferrolock
@@ -89,7 +89,7 @@ def hold(kind: str, conf: str, rid: str, pool: str, name: str, lease: float) -> 
             try:
                 lock.release()
                 print("RELEASED", flush=True)
-            except Exception as e:  # noqa: BLE001 - reported to the test
+            except Exception as e:
                 print("LOST", type(e).__name__, e, flush=True)
         elif cmd == "again":
             other = make(kind, conf, rid, pool, name, lease)
@@ -128,7 +128,7 @@ def work(conf: str, rid: str, pool: str, name: str, counter: str, log: str, n: i
                         f.write(str(value + 1))
                     with open(log, "a") as f:
                         f.write(f"{start} {time.time()} {os.getpid()}\n")
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(e)
 
     threads = [threading.Thread(target=run) for _ in range(2)]

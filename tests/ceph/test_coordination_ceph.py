@@ -15,7 +15,11 @@ from ferrolock.coordination_ceph import break_lock, holders, image_name, make_lo
 def test_parse_url():
     t = parse_url("rbd://volumes/ns1?conf=/etc/ceph/ceph.conf&id=nova&connect_timeout=3")
     assert (t.scheme, t.pool, t.namespace, t.conffile, t.rados_id) == (
-        "rbd", "volumes", "ns1", "/etc/ceph/ceph.conf", "nova"
+        "rbd",
+        "volumes",
+        "ns1",
+        "/etc/ceph/ceph.conf",
+        "nova",
     )
     assert t.connect_timeout == 3
     assert parse_url("rados://p?lease=5").lease == 5
@@ -57,19 +61,21 @@ def test_break_refuses_live_owner_without_force(ceph_cluster):
         "import sys; from ferrolock.coordination_ceph import make_lock\n"
         f"l = make_lock({u!r}, {name!r}); l.acquire(); print('ACQ', flush=True); sys.stdin.read()"
     )
-    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "ACQ"
         cli = [sys.executable, "-m", "ferrolock.coordination_ceph"]
-        out = subprocess.run([*cli, "holders", u, name], capture_output=True, text=True,
-                             timeout=60)
+        out = subprocess.run([*cli, "holders", u, name], capture_output=True, text=True, timeout=60)
         assert "live watch" in out.stdout, out
-        refused = subprocess.run([*cli, "break", u, name], capture_output=True, text=True,
-                                 timeout=60)
+        refused = subprocess.run(
+            [*cli, "break", u, name], capture_output=True, text=True, timeout=60
+        )
         assert refused.returncode == 2 and "--force" in refused.stderr
-        forced = subprocess.run([*cli, "break", "--force", u, name], capture_output=True,
-                                text=True, timeout=60)
+        forced = subprocess.run(
+            [*cli, "break", "--force", u, name], capture_output=True, text=True, timeout=60
+        )
         assert forced.returncode == 0 and "broke" in forced.stdout, forced
         assert break_lock(u, name) == []
     finally:

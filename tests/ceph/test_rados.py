@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ferrolock import LockBusy, LockLost, RadosLock
+
 from testutil import Child, child_env
 
 CHILD = str(Path(__file__).resolve().parent / "ceph_child.py")
@@ -50,7 +51,7 @@ def test_acquire_release_lockers(ceph):
     lock = RadosLock("rbd", name, lease=5, **ceph)
     assert lock.acquire()
     assert lock.is_still_owner()
-    (client, _cookie, _addr), = lock.lockers()
+    ((client, _cookie, _addr),) = lock.lockers()
     assert client.startswith("client.")
     other = RadosLock("rbd", name, **ceph)
     assert not other.acquire()
@@ -126,7 +127,7 @@ def test_break_lock(ceph):
     lost: list[str] = []
     a = RadosLock("rbd", name, lease=1, on_lost=lost.append, **ceph)
     assert a.acquire()
-    (client, cookie, _), = a.lockers()
+    ((client, cookie, _),) = a.lockers()
     b = RadosLock("rbd", name, **ceph)
     assert b.break_lock(client, cookie)
     assert not a.is_still_owner()

@@ -100,15 +100,21 @@ class Cluster:
         """Run the ``ceph`` CLI as client.admin; returns stdout."""
         r = subprocess.run(
             ["ceph", "-c", str(self.conffile), "--connect-timeout", "10", *args],
-            capture_output=True, text=True, timeout=timeout,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if r.returncode != 0:
             raise CephUnavailable(f"ceph {' '.join(args)} failed: {r.stderr.strip()[-400:]}")
         return r.stdout
 
     def rbd(self, *args: str, timeout: float = 30) -> str:
-        r = subprocess.run(["rbd", "-c", str(self.conffile), *args], capture_output=True,
-                           text=True, timeout=timeout)
+        r = subprocess.run(
+            ["rbd", "-c", str(self.conffile), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if r.returncode != 0:
             raise CephUnavailable(f"rbd {' '.join(args)} failed: {r.stderr.strip()[-400:]}")
         return r.stdout
@@ -214,22 +220,88 @@ def start(base: Path | None = None) -> Cluster:
     c = str(conf)
     try:
         mkfs_keyring = d / "mkfs.keyring"
-        _run(["ceph-authtool", "--create-keyring", str(mkfs_keyring), "--gen-key", "-n", "mon.",
-              "--cap", "mon", "allow *"])
+        _run(
+            [
+                "ceph-authtool",
+                "--create-keyring",
+                str(mkfs_keyring),
+                "--gen-key",
+                "-n",
+                "mon.",
+                "--cap",
+                "mon",
+                "allow *",
+            ]
+        )
         admin = cluster.admin_keyring
-        _run(["ceph-authtool", "--create-keyring", str(admin), "--gen-key", "-n", "client.admin",
-              "--cap", "mon", "allow *", "--cap", "osd", "allow *", "--cap", "mgr", "allow *"])
+        _run(
+            [
+                "ceph-authtool",
+                "--create-keyring",
+                str(admin),
+                "--gen-key",
+                "-n",
+                "client.admin",
+                "--cap",
+                "mon",
+                "allow *",
+                "--cap",
+                "osd",
+                "allow *",
+                "--cap",
+                "mgr",
+                "allow *",
+            ]
+        )
         osd_key = d / "ceph.osd.0.keyring"
-        _run(["ceph-authtool", "--create-keyring", str(osd_key), "--gen-key", "-n", "osd.0",
-              "--cap", "mon", "allow profile osd", "--cap", "mgr", "allow profile osd",
-              "--cap", "osd", "allow *"])
+        _run(
+            [
+                "ceph-authtool",
+                "--create-keyring",
+                str(osd_key),
+                "--gen-key",
+                "-n",
+                "osd.0",
+                "--cap",
+                "mon",
+                "allow profile osd",
+                "--cap",
+                "mgr",
+                "allow profile osd",
+                "--cap",
+                "osd",
+                "allow *",
+            ]
+        )
         for k in (admin, osd_key):
             _run(["ceph-authtool", str(mkfs_keyring), "--import-keyring", str(k)])
         monmap = d / "monmap"
-        _run(["monmaptool", "--create", "--fsid", fsid, "--addv", "a",
-              f"[v2:127.0.0.1:{p2},v1:127.0.0.1:{p1}]", str(monmap)])
-        _run(["ceph-mon", "-c", c, "--mkfs", "-i", "a", "--monmap", str(monmap), "--keyring",
-              str(mkfs_keyring)])
+        _run(
+            [
+                "monmaptool",
+                "--create",
+                "--fsid",
+                fsid,
+                "--addv",
+                "a",
+                f"[v2:127.0.0.1:{p2},v1:127.0.0.1:{p1}]",
+                str(monmap),
+            ]
+        )
+        _run(
+            [
+                "ceph-mon",
+                "-c",
+                c,
+                "--mkfs",
+                "-i",
+                "a",
+                "--monmap",
+                str(monmap),
+                "--keyring",
+                str(mkfs_keyring),
+            ]
+        )
         shutil.copy(mkfs_keyring, d / "mon-a" / "keyring")
         _run(["ceph-mon", "-c", c, "-i", "a"])
         deadline = time.monotonic() + 60
@@ -249,8 +321,17 @@ def start(base: Path | None = None) -> Cluster:
             time.sleep(0.05)
         cluster.ceph("osd", "pool", "create", POOL, "8", "8", "replicated")
         cluster.rbd("pool", "init", POOL)
-        key = cluster.ceph("auth", "get-or-create", f"client.{CLIENT}", "mon", "profile rbd",
-                           "osd", f"profile rbd pool={POOL}", "mgr", f"profile rbd pool={POOL}")
+        key = cluster.ceph(
+            "auth",
+            "get-or-create",
+            f"client.{CLIENT}",
+            "mon",
+            "profile rbd",
+            "osd",
+            f"profile rbd pool={POOL}",
+            "mgr",
+            f"profile rbd pool={POOL}",
+        )
         cluster.keyring.write_text(key)
         (d / "cluster.json").write_text(json.dumps({"pids": cluster.pids}))
     except BaseException:
