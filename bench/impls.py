@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import Callable, Optional
 
 FERROLOCK = "ferrolock"
 OSLO = "oslo"
 FLOOR = "threading"
 
 _LOCKUTILS = {FERROLOCK: "ferrolock.lockutils", OSLO: "oslo_concurrency.lockutils"}
+
+
+# Implementations outside this process's Python (python-rbd runs under the system python):
+# name -> (why it is unavailable or None, its version), registered by their row modules.
+_EXTERNAL: dict[str, tuple[Callable[[], Optional[str]], Callable[[], str]]] = {}
+
+
+def register_external(
+    name: str, error: Callable[[], Optional[str]], version: Callable[[], str]
+) -> None:
+    _EXTERNAL[name] = (error, version)
 
 
 def lockutils(impl: str) -> ModuleType:
@@ -29,6 +41,8 @@ def registry_size(impl: str) -> int:
 
 
 def version(impl: str) -> str:
+    if impl in _EXTERNAL:
+        return _EXTERNAL[impl][1]()
     if impl == FERROLOCK:
         return str(importlib.import_module("ferrolock").__version__)
     from importlib.metadata import version as dist_version
@@ -38,6 +52,8 @@ def version(impl: str) -> str:
 
 def import_error(impl: str) -> str | None:
     """Why impl cannot be imported, or None if it can."""
+    if impl in _EXTERNAL:
+        return _EXTERNAL[impl][0]()
     try:
         lockutils(impl)
     except Exception as e:  # any import failure means "not available"
