@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ffi::{self, Api, IoCtx, Rados};
+use crate::fork::PerProcess;
 use crate::LockError;
 
 /// How to reach a cluster: the cache key.
@@ -101,7 +102,7 @@ impl Connection {
             key: key.clone(),
             server: String::from("-"),
             dead: AtomicBool::new(false),
-            generation: crate::sys::fork_generation(),
+            generation: crate::fork::generation(),
         };
         let conf = match &key.conffile {
             Some(p) => Some(cstring("conffile", &p.to_string_lossy())?),
@@ -198,7 +199,7 @@ impl Connection {
 
     /// Whether this object belongs to this process (not inherited through fork).
     pub fn is_ours(&self) -> bool {
-        self.generation == crate::sys::fork_generation()
+        self.generation == crate::fork::generation()
     }
 
     pub fn error(&self, message: String) -> LockError {
@@ -268,47 +269,33 @@ impl Drop for Pool {
     }
 }
 
-struct Cache {
-    generation: u64,
-    conns: HashMap<ClusterKey, Arc<Connection>>,
-}
-
-static CACHE: parking_lot::Mutex<Option<Cache>> = parking_lot::const_mutex(None);
+/// A forked child gets an empty cache; the parent's connections are leaked there, never shut
+/// down (their threads did not survive the fork).
+static CACHE: PerProcess<parking_lot::Mutex<HashMap<ClusterKey, Arc<Connection>>>> =
+    PerProcess::new();
 
 /// The process's connection for `key`, connecting (within `timeout`) when there is none or the
 /// cached one was fenced.
 pub fn connection(key: &ClusterKey, timeout: Duration) -> Result<Arc<Connection>, LockError> {
     {
-        let mut cache = CACHE.lock();
-        let gen = crate::sys::fork_generation();
-        if cache.as_ref().is_some_and(|c| c.generation != gen) {
-            // Inherited through fork: leak the parent's connections, never shut them down.
-            if let Some(old) = cache.take() {
-                std::mem::forget(old);
-            }
-        }
-        let c = cache.get_or_insert_with(|| Cache { generation: gen, conns: HashMap::new() });
-        if let Some(conn) = c.conns.get(key) {
+        let mut conns = CACHE.get().lock();
+        if let Some(conn) = conns.get(key) {
             if !conn.is_dead() {
                 return Ok(Arc::clone(conn));
             }
-            c.conns.remove(key);
+            conns.remove(key);
         }
     }
     // Connect outside the cache lock: other clusters' users must not wait for a slow connect.
     let conn = Arc::new(Connection::connect(key, timeout)?);
-    let mut cache = CACHE.lock();
-    let Some(c) = cache.as_mut() else { return Ok(conn) };
-    if c.generation != crate::sys::fork_generation() {
-        return Ok(conn);
-    }
-    if let Some(existing) = c.conns.get(key) {
+    let mut conns = CACHE.get().lock();
+    if let Some(existing) = conns.get(key) {
         if !existing.is_dead() {
             // Another thread connected meanwhile: share its connection, drop ours.
             return Ok(Arc::clone(existing));
         }
     }
-    c.conns.insert(key.clone(), Arc::clone(&conn));
+    conns.insert(key.clone(), Arc::clone(&conn));
     Ok(conn)
 }
 

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use super::cluster::{self, cstring, errno_text, ClusterKey, Pool, ESHUTDOWN};
 use super::events::Events;
 use super::ffi;
+use crate::fork::PerProcess;
 use crate::local::Mutex as LocalMutex;
-use crate::wait::{self, Until};
-use crate::{LockError, RawLock};
+use crate::{wait, Lock, LockError, RawLock, Until};
 
 /// The cls_lock name on every lock object (the object name is the lock name).
 const LOCK_NAME: &std::ffi::CStr = ffi::cstr!("ferrolock");
@@ -97,23 +97,13 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Registry {
-    generation: u64,
-    objects: HashMap<ObjectKey, Arc<Shared>>,
-}
-
-static SHARED: parking_lot::Mutex<Option<Registry>> = parking_lot::const_mutex(None);
+/// Per process: a forked child starts afresh and leaks its parent's (never closing them).
+static SHARED: PerProcess<parking_lot::Mutex<HashMap<ObjectKey, Arc<Shared>>>> = PerProcess::new();
 
 fn shared_for(key: &ObjectKey) -> Arc<Shared> {
-    let gen = crate::sys::fork_generation();
-    let mut reg = SHARED.lock();
-    if reg.as_ref().is_some_and(|r| r.generation != gen) {
-        if let Some(old) = reg.take() {
-            std::mem::forget(old);
-        }
-    }
-    let r = reg.get_or_insert_with(|| Registry { generation: gen, objects: HashMap::new() });
-    Arc::clone(r.objects.entry(key.clone()).or_insert_with(|| {
+    let gen = crate::fork::generation();
+    let mut r = SHARED.get().lock();
+    Arc::clone(r.entry(key.clone()).or_insert_with(|| {
         Arc::new(Shared {
             key: key.clone(),
             generation: gen,
@@ -278,7 +268,7 @@ impl RadosLock {
 
     fn shared(&self) -> Arc<Shared> {
         let mut s = lock(&self.shared);
-        if s.generation != crate::sys::fork_generation() {
+        if s.generation != crate::fork::generation() {
             let old = std::mem::replace(&mut *s, shared_for(&self.key));
             std::mem::forget(old);
         }
@@ -307,11 +297,7 @@ impl RadosLock {
         Ok(None)
     }
 
-    pub fn acquire(
-        &self,
-        until: Until,
-        interrupted: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, LockError> {
+    fn take(&self, until: Until, interrupted: &mut dyn FnMut() -> bool) -> Result<bool, LockError> {
         let shared = self.shared();
         if !wait::acquire(&shared.local, until, interrupted)? {
             return Ok(false);
@@ -348,7 +334,7 @@ impl RadosLock {
                 shared.ensure_watch(&p, &self.oid);
             }
             let retry_at = Instant::now() + backoff;
-            let step = if until.step.is_zero() { Duration::from_millis(10) } else { until.step };
+            let step = until.step;
             loop {
                 if interrupted() {
                     return Err(LockError::Interrupted);
@@ -389,12 +375,12 @@ impl RadosLock {
                 .map(|_| Renewer { stop })
         };
         *lock(&self.held) =
-            Some(Hold { pool, lost, renewer, generation: crate::sys::fork_generation() });
+            Some(Hold { pool, lost, renewer, generation: crate::fork::generation() });
     }
 
-    pub fn release(&self) -> Result<(), LockError> {
+    fn give_back(&self) -> Result<(), LockError> {
         let Some(hold) = lock(&self.held).take() else { return Err(LockError::NotHeld) };
-        if hold.generation != crate::sys::fork_generation() {
+        if hold.generation != crate::fork::generation() {
             std::mem::forget(hold);
             return Ok(());
         }
@@ -435,10 +421,10 @@ impl RadosLock {
     }
 
     /// Asks the cluster (by renewing the lease, which fails once it is gone).
-    pub fn is_still_owner(&self) -> Result<bool, LockError> {
+    fn still_owner(&self) -> Result<bool, LockError> {
         let held = lock(&self.held);
         let Some(hold) = held.as_ref() else { return Ok(false) };
-        if hold.generation != crate::sys::fork_generation() || lock(&hold.lost).is_some() {
+        if hold.generation != crate::fork::generation() || lock(&hold.lost).is_some() {
             return Ok(false);
         }
         match lock_exclusive(
@@ -542,10 +528,37 @@ impl RadosLock {
     }
 }
 
+impl Lock for RadosLock {
+    /// A non-blocking call (`Until::now()`) returns within about the try bound even when the
+    /// owner is frozen.
+    fn acquire(
+        &self,
+        until: Until,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        self.take(until, interrupted)
+    }
+
+    /// `Lost` when it had been taken away (this client fenced, lease expired, lock broken); it
+    /// is not held afterwards either way.
+    fn release(&self) -> Result<(), LockError> {
+        self.give_back()
+    }
+
+    /// Asks the cluster.
+    fn is_still_owner(&self) -> Result<bool, LockError> {
+        self.still_owner()
+    }
+
+    fn blocking_io(&self) -> bool {
+        true
+    }
+}
+
 impl Drop for RadosLock {
     fn drop(&mut self) {
         if self.holds() {
-            let _ = self.release();
+            let _ = self.give_back();
         }
     }
 }

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use super::cluster::{self, cstring, errno_text, ClusterKey, Connection, Pool, ESHUTDOWN};
 use super::events::Events;
 use super::ffi::{self, Image, ImageWatcher};
+use crate::fork::PerProcess;
 use crate::local::Mutex as LocalMutex;
-use crate::wait::{self, Until};
-use crate::{LockError, RawLock};
+use crate::{wait, Lock, LockError, RawLock, Until};
 
 /// Size of an image made to carry a lock: nothing is ever written to it.
 const LOCK_IMAGE_SIZE: u64 = 4 << 20;
@@ -305,24 +305,13 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-struct Registry {
-    generation: u64,
-    images: HashMap<ImageKey, Arc<Shared>>,
-}
-
-static SHARED: parking_lot::Mutex<Option<Registry>> = parking_lot::const_mutex(None);
+/// Per process: a forked child starts afresh and leaks its parent's (never closing them).
+static SHARED: PerProcess<parking_lot::Mutex<HashMap<ImageKey, Arc<Shared>>>> = PerProcess::new();
 
 fn shared_for(key: &ImageKey) -> Arc<Shared> {
-    let gen = crate::sys::fork_generation();
-    let mut reg = SHARED.lock();
-    if reg.as_ref().is_some_and(|r| r.generation != gen) {
-        // Inherited through fork: leak the parent's images, never close them.
-        if let Some(old) = reg.take() {
-            std::mem::forget(old);
-        }
-    }
-    let r = reg.get_or_insert_with(|| Registry { generation: gen, images: HashMap::new() });
-    Arc::clone(r.images.entry(key.clone()).or_insert_with(|| {
+    let gen = crate::fork::generation();
+    let mut r = SHARED.get().lock();
+    Arc::clone(r.entry(key.clone()).or_insert_with(|| {
         Arc::new(Shared {
             key: key.clone(),
             generation: gen,
@@ -585,7 +574,7 @@ impl RbdLock {
     /// The process's shared state (a new one in a forked child).
     fn shared(&self) -> Arc<Shared> {
         let mut s = lock(&self.shared);
-        if s.generation != crate::sys::fork_generation() {
+        if s.generation != crate::fork::generation() {
             let old = std::mem::replace(&mut *s, shared_for(&self.key));
             std::mem::forget(old);
         }
@@ -598,11 +587,7 @@ impl RbdLock {
 
     /// Take the lock, waiting until `until.deadline`. A non-blocking call (`Until::now()`)
     /// returns within about `try_bound` even when the owner is frozen.
-    pub fn acquire(
-        &self,
-        until: Until,
-        interrupted: &mut dyn FnMut() -> bool,
-    ) -> Result<bool, LockError> {
+    fn take(&self, until: Until, interrupted: &mut dyn FnMut() -> bool) -> Result<bool, LockError> {
         let shared = self.shared();
         if !wait::acquire(&shared.local, until, interrupted)? {
             return Ok(false);
@@ -660,7 +645,7 @@ impl RbdLock {
             // Sleep until a release notification, the end of a running attempt, the back-off
             // (safety net) or the deadline, asking `interrupted` every step.
             let retry_at = Instant::now() + backoff;
-            let step = if until.step.is_zero() { Duration::from_millis(10) } else { until.step };
+            let step = until.step;
             loop {
                 if interrupted() {
                     return Err(LockError::Interrupted);
@@ -699,16 +684,16 @@ impl RbdLock {
                 .map(|_| Monitor { stop })
         });
         *lock(&self.held) =
-            Some(Hold { image, lost, monitor, generation: crate::sys::fork_generation() });
+            Some(Hold { image, lost, monitor, generation: crate::fork::generation() });
     }
 
     /// Give the lock back. `LockError::Lost` when it had been taken away (this client fenced,
     /// or no longer the owner); the lock is not held afterwards either way.
-    pub fn release(&self) -> Result<(), LockError> {
+    fn give_back(&self) -> Result<(), LockError> {
         let Some(hold) = lock(&self.held).take() else {
             return Err(LockError::NotHeld);
         };
-        if hold.generation != crate::sys::fork_generation() {
+        if hold.generation != crate::fork::generation() {
             // Taken by our parent before it forked: the parent's client holds it, not us.
             std::mem::forget(hold);
             return Ok(());
@@ -736,10 +721,10 @@ impl RbdLock {
     }
 
     /// Whether this handle holds the lock and the cluster agrees.
-    pub fn is_still_owner(&self) -> Result<bool, LockError> {
+    fn still_owner(&self) -> Result<bool, LockError> {
         let held = lock(&self.held);
         let Some(hold) = held.as_ref() else { return Ok(false) };
-        if hold.generation != crate::sys::fork_generation() {
+        if hold.generation != crate::fork::generation() {
             return Ok(false);
         }
         match hold.image.is_owner() {
@@ -814,11 +799,38 @@ impl RbdLock {
     }
 }
 
+impl Lock for RbdLock {
+    /// A non-blocking call (`Until::now()`) returns within about the try bound even when the
+    /// owner is frozen.
+    fn acquire(
+        &self,
+        until: Until,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<bool, LockError> {
+        self.take(until, interrupted)
+    }
+
+    /// `Lost` when it had been taken away (this client fenced, lease expired, lock broken); it
+    /// is not held afterwards either way.
+    fn release(&self) -> Result<(), LockError> {
+        self.give_back()
+    }
+
+    /// Asks the cluster.
+    fn is_still_owner(&self) -> Result<bool, LockError> {
+        self.still_owner()
+    }
+
+    fn blocking_io(&self) -> bool {
+        true
+    }
+}
+
 impl Drop for RbdLock {
     fn drop(&mut self) {
         // A handle dropped while held gives the lock back (its in-process mutex too).
         if self.holds() {
-            let _ = self.release();
+            let _ = self.give_back();
         }
     }
 }

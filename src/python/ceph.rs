@@ -8,12 +8,11 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::errors::to_pyerr;
-use super::waiting::{acquire, Policy};
+use super::hold;
+use super::policy::Policy;
 use crate::ceph::rados::{ObjectKey, RadosLock};
 use crate::ceph::rbd::{ImageKey, OnLost, RbdLock, RbdOptions};
 use crate::ceph::ClusterKey;
-use crate::wait::Until;
 
 fn seconds(what: &str, v: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(v).map_err(|_| {
@@ -78,8 +77,7 @@ impl RbdLockCore {
             connect_timeout: seconds("connect_timeout", connect_timeout)?,
             try_bound: seconds("try_timeout", try_timeout)?,
         };
-        let core =
-            RbdLock::new(key, opts, on_lost_callback(on_lost)).map_err(|e| to_pyerr(e, None))?;
+        let core = RbdLock::new(key, opts, on_lost_callback(on_lost))?;
         Ok(RbdLockCore { core })
     }
 
@@ -91,32 +89,15 @@ impl RbdLockCore {
 
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
-        let policy = Policy::new(blocking, timeout)?;
-        let core = &self.core;
-        if !blocking {
-            return py
-                .detach(|| core.acquire(Until::now(), &mut || false))
-                .map_err(|e| to_pyerr(e, None));
-        }
-        acquire(
-            py,
-            policy,
-            || Ok(false),
-            move |until, interrupted| core.acquire(until, interrupted),
-            move || {
-                let _ = core.release();
-            },
-        )
+        hold::acquire(py, Policy::new(blocking, timeout)?, &self.core)
     }
 
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let core = &self.core;
-        py.detach(|| core.release()).map_err(|e| to_pyerr(e, None))
+        hold::release(py, &self.core)
     }
 
     fn is_still_owner(&self, py: Python<'_>) -> PyResult<bool> {
-        let core = &self.core;
-        py.detach(|| core.is_still_owner()).map_err(|e| to_pyerr(e, None))
+        hold::is_still_owner(py, &self.core)
     }
 
     /// Whether this object holds the lock (as far as it knows; `is_still_owner` asks).
@@ -129,7 +110,7 @@ impl RbdLockCore {
         let core = &self.core;
         py.detach(|| core.owners())
             .map(|v| v.into_iter().map(|o| (o.address, o.alive)).collect())
-            .map_err(|e| to_pyerr(e, None))
+            .map_err(PyErr::from)
     }
 
     /// `[(address, client_id, cookie)]` of the clients watching the image.
@@ -137,19 +118,19 @@ impl RbdLockCore {
         let core = &self.core;
         py.detach(|| core.watchers())
             .map(|v| v.into_iter().map(|w| (w.address, w.client_id, w.cookie)).collect())
-            .map_err(|e| to_pyerr(e, None))
+            .map_err(PyErr::from)
     }
 
     /// Break `owner`'s lock (librbd blocklists that client). False when it owns nothing.
     fn break_lock(&self, py: Python<'_>, owner: String) -> PyResult<bool> {
         let core = &self.core;
-        py.detach(|| core.break_lock(&owner)).map_err(|e| to_pyerr(e, None))
+        py.detach(|| core.break_lock(&owner)).map_err(PyErr::from)
     }
 
     /// This process's client address on that cluster (what `owners()` shows for us).
     fn client_address(&self, py: Python<'_>) -> PyResult<String> {
         let core = &self.core;
-        py.detach(|| core.client_address()).map_err(|e| to_pyerr(e, None))
+        py.detach(|| core.client_address()).map_err(PyErr::from)
     }
 }
 
@@ -187,39 +168,21 @@ impl RadosLockCore {
             seconds("lease", lease)?,
             seconds("connect_timeout", connect_timeout)?,
             on_lost_callback(on_lost),
-        )
-        .map_err(|e| to_pyerr(e, None))?;
+        )?;
         Ok(RadosLockCore { core })
     }
 
     #[pyo3(signature = (blocking=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, blocking: bool, timeout: Option<f64>) -> PyResult<bool> {
-        let policy = Policy::new(blocking, timeout)?;
-        let core = &self.core;
-        if !blocking {
-            return py
-                .detach(|| core.acquire(Until::now(), &mut || false))
-                .map_err(|e| to_pyerr(e, None));
-        }
-        acquire(
-            py,
-            policy,
-            || Ok(false),
-            move |until, interrupted| core.acquire(until, interrupted),
-            move || {
-                let _ = core.release();
-            },
-        )
+        hold::acquire(py, Policy::new(blocking, timeout)?, &self.core)
     }
 
     fn release(&self, py: Python<'_>) -> PyResult<()> {
-        let core = &self.core;
-        py.detach(|| core.release()).map_err(|e| to_pyerr(e, None))
+        hold::release(py, &self.core)
     }
 
     fn is_still_owner(&self, py: Python<'_>) -> PyResult<bool> {
-        let core = &self.core;
-        py.detach(|| core.is_still_owner()).map_err(|e| to_pyerr(e, None))
+        hold::is_still_owner(py, &self.core)
     }
 
     fn holds(&self) -> bool {
@@ -229,12 +192,12 @@ impl RadosLockCore {
     /// `[(client, cookie, address)]` of the holders.
     fn lockers(&self, py: Python<'_>) -> PyResult<Vec<(String, String, String)>> {
         let core = &self.core;
-        py.detach(|| core.lockers()).map_err(|e| to_pyerr(e, None))
+        py.detach(|| core.lockers()).map_err(PyErr::from)
     }
 
     /// Break a holder's lock (not fenced: it learns at its next renewal).
     fn break_lock(&self, py: Python<'_>, client: String, cookie: String) -> PyResult<bool> {
         let core = &self.core;
-        py.detach(|| core.break_lock(&client, &cookie)).map_err(|e| to_pyerr(e, None))
+        py.detach(|| core.break_lock(&client, &cookie)).map_err(PyErr::from)
     }
 }
