@@ -135,3 +135,22 @@ def test_break_lock(ceph):
         a.release()
     assert b.acquire()
     b.release()
+
+
+def test_waiter_in_another_process_is_woken(ceph_cluster, kids, ceph):
+    name = unique()
+    holder = kids("hold", "rados", *args(ceph_cluster, name), "30")
+    holder.expect("ACQUIRED", timeout=30)
+    lock = RadosLock("rbd", name, blocking=True, timeout=60, **ceph)
+    got: list[float] = []
+    t = threading.Thread(target=lambda: got.append(time.monotonic()) if lock.acquire() else None)
+    t.start()
+    released = time.monotonic()
+    holder.proc.stdin.write("release\n")
+    holder.proc.stdin.flush()
+    holder.expect("RELEASED", timeout=10)
+    t.join(60)
+    assert got, "the waiter never got the lock"
+    # long before the 30 s lease could have expired: the release woke it
+    assert got[0] - released < 20
+    lock.release()
