@@ -308,10 +308,21 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Per process: a forked child starts afresh and leaks its parent's (never closing them).
 static SHARED: PerProcess<parking_lot::Mutex<HashMap<ImageKey, Arc<Shared>>>> = PerProcess::new();
 
+/// Open images kept for reuse with no lock object using them: the nova pattern (a new lock
+/// object per use) then costs no open, while a service locking many names holds a bounded set.
+const IDLE_KEPT: usize = 64;
+
 fn shared_for(key: &ImageKey) -> Arc<Shared> {
     let gen = crate::fork::generation();
     let mut r = SHARED.get().lock();
-    Arc::clone(r.entry(key.clone()).or_insert_with(|| {
+    let mut evicted = Vec::new();
+    if r.len() >= IDLE_KEPT && !r.contains_key(key) {
+        // Only the registry refers to these: no lock object, attempt or hold uses them.
+        let idle: Vec<ImageKey> =
+            r.iter().filter(|(_, s)| Arc::strong_count(s) == 1).map(|(k, _)| k.clone()).collect();
+        evicted.extend(idle.iter().filter_map(|k| r.remove(k)));
+    }
+    let shared = Arc::clone(r.entry(key.clone()).or_insert_with(|| {
         Arc::new(Shared {
             key: key.clone(),
             generation: gen,
@@ -321,7 +332,11 @@ fn shared_for(key: &ImageKey) -> Arc<Shared> {
             attempt_done: Condvar::new(),
             events: Arc::new(Events::default()),
         })
-    }))
+    }));
+    drop(r);
+    // Closing images takes round trips: not under the registry lock.
+    drop(evicted);
+    shared
 }
 
 impl Shared {

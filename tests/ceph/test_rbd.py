@@ -386,3 +386,15 @@ def test_forked_child_does_not_use_parent_connection(ceph):
     assert out == "True True", out
     assert lock.is_still_owner()
     lock.release()
+
+
+def test_idle_images_are_closed_beyond_a_bound(ceph_cluster, ceph):
+    """Many distinct names (rbd:// coordination) keep a bounded set of images open."""
+    names = [unique("many") for _ in range(70)]
+    for name in names:
+        with RbdLock("rbd", name, **ceph):
+            pass
+    status = ceph_cluster.rbd("status", "--format", "json", f"rbd/{names[0]}")
+    assert '"watchers":[]' in status.replace(" ", ""), status
+    kept = ceph_cluster.rbd("status", "--format", "json", f"rbd/{names[-1]}")
+    assert '"watchers":[]' not in kept.replace(" ", ""), kept
