@@ -85,3 +85,17 @@ def test_break_refuses_live_owner_without_force(ceph_cluster):
             p.stdin.close()
         if p.stdout:
             p.stdout.close()
+
+
+@pytest.mark.parametrize("scheme", ["rbd", "rados"])
+def test_demo_flatten_story_on_ceph(ceph_cluster, scheme):
+    from testutil import console_script
+
+    r = subprocess.run(
+        [console_script("ferrolock"), "demo", "--backend", url(ceph_cluster, scheme)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS" in r.stdout

@@ -89,7 +89,17 @@ def lock_factory(url: str) -> LockFactory:
         if lock_dir is None:
             raise BackendUnavailable("file:// needs a directory here; run_demo picks a temp dir")
         return lambda name: _file_lock(lock_dir, name)
-    raise BackendUnavailable(f"backend not available yet: {mask_url(url)} (supported: file://)")
+    if scheme in ("rbd", "rados"):
+        from ferrolock.coordination_ceph import make_lock, parse_url
+
+        try:
+            target = parse_url(url)
+        except ValueError as exc:
+            raise BackendUnavailable(f"bad backend URL {mask_url(url)}: {exc}") from None
+        return lambda name: make_lock(target, name)
+    raise BackendUnavailable(
+        f"backend not available yet: {mask_url(url)} (supported: file://, rbd://, rados://)"
+    )
 
 
 class NoLock:
