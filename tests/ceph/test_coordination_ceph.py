@@ -11,6 +11,8 @@ import pytest
 from ferrolock import RadosLock, RbdLock
 from ferrolock.coordination_ceph import break_lock, holders, image_name, make_lock, parse_url
 
+from testutil import console_script
+
 
 def test_parse_url():
     t = parse_url("rbd://volumes/ns1?conf=/etc/ceph/ceph.conf&id=nova&connect_timeout=3")
@@ -66,17 +68,22 @@ def test_break_refuses_live_owner_without_force(ceph_cluster):
     )
     try:
         assert p.stdout is not None and p.stdout.readline().strip() == "ACQ"
-        cli = [sys.executable, "-m", "ferrolock.coordination_ceph"]
-        out = subprocess.run([*cli, "holders", u, name], capture_output=True, text=True, timeout=60)
-        assert "live watch" in out.stdout, out
-        refused = subprocess.run(
-            [*cli, "break", u, name], capture_output=True, text=True, timeout=60
-        )
-        assert refused.returncode == 2 and "--force" in refused.stderr
-        forced = subprocess.run(
-            [*cli, "break", "--force", u, name], capture_output=True, text=True, timeout=60
-        )
-        assert forced.returncode == 0 and "broke" in forced.stdout, forced
+        fl = console_script("ferrolock")
+
+        def cli(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([fl, *argv], capture_output=True, text=True, timeout=60)
+
+        out = cli("holders", "--backend", u, name)
+        assert out.returncode == 0 and "live watch" in out.stdout, out
+        refused = cli("break", "--backend", u, name)
+        assert refused.returncode == 1 and "--force" in refused.stderr, refused
+        forced = cli("break", "--force", "--backend", u, name)
+        assert forced.returncode == 0 and "blocklisted" in forced.stdout, forced
+        after = cli("holders", "--backend", u, name)
+        assert f"{name}: free" in after.stdout, after
+        # the module entry point works too
+        mod = [sys.executable, "-m", "ferrolock.coordination_ceph", "holders", u, name]
+        assert "free" in subprocess.run(mod, capture_output=True, text=True, timeout=60).stdout
         assert break_lock(u, name) == []
     finally:
         p.kill()
@@ -89,8 +96,6 @@ def test_break_refuses_live_owner_without_force(ceph_cluster):
 
 @pytest.mark.parametrize("scheme", ["rbd", "rados"])
 def test_demo_flatten_story_on_ceph(ceph_cluster, scheme):
-    from testutil import console_script
-
     r = subprocess.run(
         [console_script("ferrolock"), "demo", "--backend", url(ceph_cluster, scheme)],
         capture_output=True,

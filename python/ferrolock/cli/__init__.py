@@ -18,7 +18,7 @@ import sys
 from typing import Optional, Sequence
 
 from ferrolock import _native
-from ferrolock.cli import demo, holders, run
+from ferrolock.cli import breaklock, demo, holders, run
 from ferrolock.cli._common import EX_CONFIG, EX_TEMPFAIL, PROG
 
 __all__ = ["EX_CONFIG", "EX_TEMPFAIL", "build_parser", "main"]
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(sub)
     holders.add_parser(sub)
     demo.add_parser(sub)
+    breaklock.add_parser(sub)
     return parser
 
 

@@ -32,6 +32,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     holders.add_argument(
         "--json", action="store_true", help='print {"lock_path": DIR, "locks": [...]} as JSON'
     )
+    holders.add_argument(
+        "--backend",
+        metavar="URL",
+        help="rbd://POOL?conf=...&id=... or rados://...: show who holds the NAMEs there",
+    )
+    holders.add_argument("names", nargs="*", metavar="NAME", help="lock names (with --backend)")
     holders.set_defaults(func=cmd_holders)
 
 
@@ -65,6 +71,14 @@ def _print_table(lock_path: str, statuses: Sequence[LockFileStatus]) -> None:
 
 
 def cmd_holders(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.backend and args.backend.split(":", 1)[0] in ("rbd", "rados"):
+        from ferrolock.cli.breaklock import ceph_holders
+
+        if not args.names:
+            parser.error("holders --backend rbd://|rados:// needs the lock NAMEs to look up")
+        return ceph_holders(args.backend, args.names, args.json)
+    if args.names or args.backend:
+        parser.error("NAMEs and --backend go with rbd:// or rados:// backends")
     lock_path = args.lock_path or configured_lock_path()
     if not lock_path:
         err("no lock directory configured")
