@@ -81,6 +81,9 @@ struct WatchCtx {
     io: ffi::IoCtx,
     oid: CString,
     events: Arc<Events>,
+    /// The watch failed (connection reset, timed out): it wakes nobody any more, so the next
+    /// acquire that may reopen the image does (waiters meanwhile retry on the back-off).
+    broken: std::sync::atomic::AtomicBool,
 }
 
 extern "C" fn on_notify(
@@ -117,6 +120,7 @@ extern "C" fn on_notify(
 extern "C" fn on_watch_error(arg: *mut c_void, _cookie: u64, _err: c_int) {
     // SAFETY: as in `on_notify`.
     let ctx = unsafe { &*(arg as *const WatchCtx) };
+    ctx.broken.store(true, std::sync::atomic::Ordering::Release);
     // Whatever broke the watch, waiters and the lost-lock check should look now.
     ctx.events.bump();
 }
@@ -356,10 +360,20 @@ impl Shared {
 
     /// The open image, opening (and creating, when asked) it on first use or after the
     /// connection was fenced.
-    fn open(&self, opts: &RbdOptions, create: bool) -> Result<Arc<OpenImage>, LockError> {
+    /// `renew_watch`: the caller holds the in-process mutex and no attempt runs, so nothing
+    /// in this process holds the lock through the open image and it may be reopened to get a
+    /// working watch (closing an image releases its lock).
+    fn open(
+        &self,
+        opts: &RbdOptions,
+        create: bool,
+        renew_watch: bool,
+    ) -> Result<Arc<OpenImage>, LockError> {
         let mut slot = lock(&self.image);
         if let Some(img) = slot.as_ref() {
-            if !img.conn().is_dead() {
+            // (An image that could not be watched at all is not reopened for it each time.)
+            let watch_ok = !img.watch_ctx.broken.load(std::sync::atomic::Ordering::Acquire);
+            if !img.conn().is_dead() && (watch_ok || !renew_watch) {
                 return Ok(Arc::clone(img));
             }
         }
@@ -411,6 +425,7 @@ impl Shared {
                 io: pool.io,
                 oid,
                 events: Arc::clone(&self.events),
+                broken: std::sync::atomic::AtomicBool::new(false),
             }),
             pool,
             image,
@@ -455,7 +470,7 @@ impl Shared {
 
     /// The image if it is open or can be opened without creating it; `None` if it does not exist.
     fn existing(&self, opts: &RbdOptions) -> Result<Option<Arc<OpenImage>>, LockError> {
-        match self.open(opts, false) {
+        match self.open(opts, false, false) {
             Ok(img) => Ok(Some(img)),
             Err(LockError::Backend { ref message, .. }) if message.contains("no such image") => {
                 Ok(None)
@@ -633,7 +648,8 @@ impl RbdLock {
         let mut fenced_retries = 0;
         loop {
             let seen = shared.events.seq();
-            let img = shared.open(&self.opts, self.opts.create)?;
+            let idle = !lock(&shared.attempt).running;
+            let img = shared.open(&self.opts, self.opts.create, idle)?;
             let bound = match until.deadline {
                 Some(d) if d > Instant::now() => {
                     self.opts.try_bound.min(d - Instant::now()).max(Duration::from_millis(1))
@@ -809,7 +825,7 @@ impl RbdLock {
     /// This process's client address for the image's cluster (what owners show for us).
     pub fn client_address(&self) -> Result<String, LockError> {
         let shared = self.shared();
-        let img = shared.open(&self.opts, self.opts.create)?;
+        let img = shared.open(&self.opts, self.opts.create, false)?;
         Ok(img.conn().address())
     }
 }
