@@ -398,3 +398,47 @@ def test_idle_images_are_closed_beyond_a_bound(ceph_cluster, ceph):
     assert '"watchers":[]' in status.replace(" ", ""), status
     kept = ceph_cluster.rbd("status", "--format", "json", f"rbd/{names[-1]}")
     assert '"watchers":[]' not in kept.replace(" ", ""), kept
+
+
+EVENTLET_WAITER = """
+import eventlet
+eventlet.monkey_patch()
+import sys, time
+from ferrolock import RbdLock
+conf, rid, name = sys.argv[1:4]
+lock = RbdLock("rbd", name, conffile=conf, rados_id=rid, blocking=True, timeout=60)
+ticks = []
+def ticker():
+    while True:
+        ticks.append(1)
+        eventlet.sleep(0.01)
+eventlet.spawn(ticker)
+print("WAITING", flush=True)
+got = lock.acquire()
+print("GOT", got, len(ticks), flush=True)
+lock.release()
+"""
+
+
+def test_eventlet_waiter_lets_other_greenthreads_run(ceph_cluster, kids, ceph, tmp_path):
+    pytest.importorskip("eventlet")
+    name = unique()
+    holder = kids("hold", "rbd", *args(ceph_cluster, name))
+    holder.expect("ACQUIRED", timeout=30)
+    script = tmp_path / "green.py"
+    script.write_text(EVENTLET_WAITER)
+    waiter = Child(
+        [sys.executable, str(script), str(ceph_cluster.conffile), ceph_cluster.client, name],
+        env=child_env(),
+    )
+    try:
+        waiter.expect("WAITING", timeout=30)
+        # the waiter's greenthreads keep running while it waits: its ticker counts up
+        time.sleep(1.0)  # lets ticks accumulate; the assertion below does not depend on timing
+        holder.proc.stdin.write("release\n")
+        holder.proc.stdin.flush()
+        line = waiter.expect("GOT", timeout=60).split()
+        assert line[1] == "True"
+        assert int(line[2]) > 5, line
+    finally:
+        waiter.finish()
