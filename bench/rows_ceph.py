@@ -112,7 +112,6 @@ def cluster() -> tuple[str, str]:
 
             started = ceph_service.start()
             atexit.register(started.stop)
-            atexit.register(shutil.rmtree, started.dir, True)
             _CLUSTER = (str(started.conffile), started.client)
     return _CLUSTER
 

@@ -84,6 +84,8 @@ class Cluster:
     watch_timeout: int = WATCH_TIMEOUT
     mon_addr: str = ""
     pids: list[int] = field(default_factory=list)
+    # made by start() itself (not given): removed by stop()
+    owns_dir: bool = False
 
     @property
     def keyring(self) -> Path:
@@ -124,6 +126,8 @@ class Cluster:
         for pid in reversed(self.pids):
             _kill(pid)
         self.pids.clear()
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _kill(pid: int) -> None:
@@ -216,7 +220,7 @@ def start(base: Path | None = None) -> Cluster:
     mon_host = f"[v2:127.0.0.1:{p2},v1:127.0.0.1:{p1}]"
     conf = d / "ceph.conf"
     conf.write_text(_conf(d, mon_host, fsid))
-    cluster = Cluster(dir=d, conffile=conf, mon_addr=mon_host)
+    cluster = Cluster(dir=d, conffile=conf, mon_addr=mon_host, owns_dir=base is None)
     c = str(conf)
     try:
         mkfs_keyring = d / "mkfs.keyring"
