@@ -8,6 +8,7 @@ pub mod error;
 pub mod file;
 pub mod local;
 pub mod lock;
+pub mod mysql;
 pub mod proxy;
 pub mod registry;
 mod sys;
