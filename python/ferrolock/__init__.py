@@ -7,6 +7,8 @@
 - On Ceph: ``RbdLock`` (the managed exclusive lock of an RBD image, for nova/cinder's
   ``with RbdLock(pool, name, ...)``) and ``RadosLock`` (a RADOS object lock with a lease);
   librados/librbd are loaded on first use.
+- Across hosts: ``MySQLLock`` (``GET_LOCK`` on MySQL/MariaDB), and ``ferrolock.coordination``,
+  cinder's coordination API over file and MySQL locks (tooz for other backends).
 - ``lock`` and ``synchronized`` with oslo.concurrency's signatures (plus ``timeout=``), and
   ``ferrolock.lockutils``, a drop-in for ``oslo_concurrency.lockutils``.
 
@@ -24,6 +26,7 @@ from ferrolock import _native
 from ferrolock._native import (
     FileLock,
     InternalLock,
+    MySQLLock,
     Semaphore,
     registry_size,
     yield_to_oslo_pollers,
@@ -73,6 +76,7 @@ __all__ = [
     "LockPathError",
     "LockTimeout",
     "LockUsageError",
+    "MySQLLock",
     "RadosLock",
     "RbdLock",
     "ReaderWriterLock",

@@ -24,6 +24,7 @@ __all__ = [
     "FileLock",
     "InternalLock",
     "LockRegistry",
+    "MySQLLock",
     "RadosLockCore",
     "RbdLockCore",
     "ReaderWriterLock",
@@ -191,6 +192,47 @@ class FileLock(_NativeLock):
         use it (then False); ``remove(path)`` unlinks (default: the system call)."""
     def used_by_oslo(self) -> bool:
         """oslo processes lock this file (one held it with lockf within the last minute)."""
+
+@final
+class MySQLLock(_NativeLock):
+    """A named lock on a MySQL/MariaDB server (``GET_LOCK``), shared by every process and host
+    using the server. Every try, wait, release and check is a network round trip made with the
+    GIL released; waits are server-side ``GET_LOCK(name, step)`` steps (Ctrl-C is noticed
+    between them). Each hold pins its own pooled connection; a keepalive thread notices a lost
+    session within about 2 s (``is_still_owner()`` turns False, ``on_lost(name, reason)`` is
+    called once, ``release()`` raises ``LockLost``). Under eventlet the wait runs in eventlet's
+    thread pool. Connection failures raise ``LockBackendError`` (never showing the password);
+    a malformed URL raises ``ValueError`` naming the bad part."""
+
+    def __new__(
+        cls,
+        url: str,
+        name: str,
+        *,
+        blocking: bool = True,
+        timeout: Optional[float] = None,
+        on_lost: Optional[Callable[[str, str], object]] = None,
+    ) -> Self: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def server_name(self) -> str:
+        """The name the server sees (over 64 characters: a prefix plus a hash)."""
+    @property
+    def url(self) -> str:
+        """The URL with the password masked."""
+    @property
+    def connection_id(self) -> Optional[int]:
+        """The server session holding the lock through this object, if held here."""
+    @property
+    def connections_opened(self) -> int:
+        """Connections this process opened to this URL so far (pooled, reused)."""
+    def locked(self) -> bool:
+        """Held through this object in this process (no round trip)."""
+    def is_still_owner(self) -> bool:
+        """Asks the server whether this object's session still holds the lock."""
+    def holder(self) -> Optional[dict[str, Any]]:
+        """Who holds the name now: ``{"connection_id", "user", "host"}`` or None."""
 
 def internal_lock(
     name: str, blocking: bool = True, timeout: Optional[float] = None
