@@ -10,6 +10,7 @@ mod file;
 mod green;
 mod hold;
 mod internal;
+mod mysql;
 mod policy;
 mod protocol;
 mod rwlock;
@@ -32,6 +33,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ceph::RbdLockCore>()?;
     m.add_class::<ceph::RadosLockCore>()?;
     m.add_class::<file::FileLock>()?;
+    m.add_class::<mysql::MySQLLock>()?;
     m.add_class::<file::ExternalLock>()?;
     m.add_function(wrap_pyfunction!(internal::registry_size, m)?)?;
     m.add_function(wrap_pyfunction!(entry::lock, m)?)?;
