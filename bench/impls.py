@@ -14,6 +14,8 @@ from typing import Callable, Optional
 FERROLOCK = "ferrolock"
 OSLO = "oslo"
 FLOOR = "threading"
+# tooz 9.x with PyMySQL: the peer of the MySQL rows (rows_mysql.py)
+TOOZ = "tooz"
 
 _LOCKUTILS = {FERROLOCK: "ferrolock.lockutils", OSLO: "oslo_concurrency.lockutils"}
 
@@ -47,7 +49,7 @@ def version(impl: str) -> str:
         return str(importlib.import_module("ferrolock").__version__)
     from importlib.metadata import version as dist_version
 
-    return dist_version("oslo.concurrency")
+    return dist_version("tooz" if impl == TOOZ else "oslo.concurrency")
 
 
 def import_error(impl: str) -> str | None:
@@ -55,7 +57,11 @@ def import_error(impl: str) -> str | None:
     if impl in _EXTERNAL:
         return _EXTERNAL[impl][0]()
     try:
-        lockutils(impl)
+        if impl == TOOZ:
+            importlib.import_module("tooz.coordination")
+            importlib.import_module("pymysql")
+        else:
+            lockutils(impl)
     except Exception as e:  # any import failure means "not available"
         return f"{type(e).__name__}: {e}"
     return None

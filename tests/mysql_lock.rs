@@ -163,10 +163,9 @@ fn bad_server_fails_fast_without_the_password() {
     let Some(url) = server_url() else { return };
     let secret = "very-secret-pw";
     // Wrong password on the real server.
-    let wrong = url.replacen("://", "://", 1);
-    let at = wrong.rfind('@').expect("url has credentials");
-    let colon = wrong[..at].rfind(':').expect("url has a password");
-    let wrong = format!("{}:{secret}{}", &wrong[..colon], &wrong[at..]);
+    let at = url.rfind('@').expect("url has credentials");
+    let colon = url[..at].rfind(':').expect("url has a password");
+    let wrong = format!("{}:{secret}{}", &url[..colon], &url[at..]);
     // A refused port.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")

@@ -1,14 +1,14 @@
 """Child processes for the MySQL lock tests.
 
-    mysql_child.py worker URL NAME THREADS ITERS LOG COUNTER
-        THREADS threads each take the lock ITERS times; inside, read-increment-write COUNTER
-        (a lost update shows as a short count) and append "start end pid tid" to LOG.
-    mysql_child.py holder URL NAME
-        take the lock, print "held CONNECTION_ID", then for each stdin line "check" print
-        "owner BOOL" and "release OUTCOME" (ok / lost / error); stdin closed: release, exit.
-    mysql_child.py green URL NAME GREENTHREADS ITERS
-        under eventlet monkey-patching: greenthreads contend on the lock; a ticker greenthread
-        counts while they wait; prints "done N TICKS".
+mysql_child.py worker URL NAME THREADS ITERS LOG COUNTER
+    THREADS threads each take the lock ITERS times; inside, read-increment-write COUNTER
+    (a lost update shows as a short count) and append "start end pid tid" to LOG.
+mysql_child.py holder URL NAME
+    take the lock, print "held CONNECTION_ID", then for each stdin line "check" print
+    "owner BOOL" and "release OUTCOME" (ok / lost / error); stdin closed: release, exit.
+mysql_child.py green URL NAME GREENTHREADS ITERS
+    under eventlet monkey-patching: greenthreads contend on the lock; a ticker greenthread
+    counts while they wait; prints "done N TICKS".
 """
 
 from __future__ import annotations

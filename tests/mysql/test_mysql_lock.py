@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from testutil import Child, child_env
 
 from ferrolock import LockBackendError, LockLost, LockUsageError, MySQLLock
+
+from testutil import Child, child_env
 
 CHILD = Path(__file__).resolve().parent / "mysql_child.py"
 
@@ -78,7 +79,7 @@ def test_exclusion_3_processes_x_4_threads(mysql_url, lock_name, tmp_path, child
     assert int(counter.read_text()) == 3 * 4 * iters
     spans = sorted(tuple(map(int, line.split()[:2])) for line in log.read_text().splitlines())
     assert len(spans) == 3 * 4 * iters
-    for (s1, e1), (s2, _) in zip(spans, spans[1:]):
+    for (_, e1), (s2, _) in zip(spans, spans[1:]):
         assert e1 <= s2, "two holders inside at once"
 
 
@@ -194,7 +195,7 @@ def test_names_collide_only_with_themselves(mysql_url, lock_name):
     names = [
         lock_name + "-" + "long" * 30,
         lock_name + "-" + "long" * 30 + "-other",
-        lock_name + "-it's \"quoted\" \\ back\\slash",
+        lock_name + '-it\'s "quoted" \\ back\\slash',
         lock_name + "-verrou-éàü-日本",
         lock_name + "-" + "日本" * 60,
         lock_name + "-CASE",
@@ -257,9 +258,7 @@ def test_server_that_never_answers():
         s.bind(("127.0.0.1", 0))
         s.listen(8)  # the kernel completes handshakes; nobody ever speaks
         port = s.getsockname()[1]
-        _assert_clean_failure(
-            f"mysql://u:sekrit99@127.0.0.1:{port}/db?read_timeout=1", "sekrit99"
-        )
+        _assert_clean_failure(f"mysql://u:sekrit99@127.0.0.1:{port}/db?read_timeout=1", "sekrit99")
 
 
 def test_forked_child_never_touches_the_parents_session(mysql_url, lock_name):

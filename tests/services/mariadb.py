@@ -177,7 +177,9 @@ class MariaDB:
                 return
             time.sleep(0.1)  # readiness probe: the server has no way to tell us it is up
         self.stop()
-        raise ServiceError(f"mariadbd did not answer within {START_TIMEOUT:.0f} s:\n{self.log_tail()}")
+        raise ServiceError(
+            f"mariadbd did not answer within {START_TIMEOUT:.0f} s:\n{self.log_tail()}"
+        )
 
     def admin_sql(self, sql: str) -> str:
         """Run SQL as the server's superuser (over the unix socket); returns its output."""

@@ -154,14 +154,17 @@ class _held:
         debug = LOG.isEnabledFor(logging.DEBUG)
         self.t1 = time.monotonic()
         if debug:
-            LOG.debug('Acquiring lock "%(name)s" by "%(f_name)s"',
-                      {"name": self.name, "f_name": self.f_name})
+            LOG.debug(
+                'Acquiring lock "%(name)s" by "%(f_name)s"',
+                {"name": self.name, "f_name": self.f_name},
+            )
         self.lock(self.blocking).__enter__()
         self.t2 = time.monotonic()
         if debug:
-            LOG.debug('Lock "%(name)s" acquired by "%(f_name)s" :: waited %(wait)s',
-                      {"name": self.name, "f_name": self.f_name,
-                       "wait": f"{self.t2 - self.t1:0.3f}s"})
+            LOG.debug(
+                'Lock "%(name)s" acquired by "%(f_name)s" :: waited %(wait)s',
+                {"name": self.name, "f_name": self.f_name, "wait": f"{self.t2 - self.t1:0.3f}s"},
+            )
 
     def __exit__(self, *exc: object) -> None:
         try:
@@ -169,8 +172,10 @@ class _held:
         finally:
             if LOG.isEnabledFor(logging.DEBUG):
                 held = "N/A" if self.t2 is None else f"{time.monotonic() - self.t2:0.3f}s"
-                LOG.debug('Lock "%(name)s" released by "%(f_name)s" :: held %(held)s',
-                          {"name": self.name, "f_name": self.f_name, "held": held})
+                LOG.debug(
+                    'Lock "%(name)s" released by "%(f_name)s" :: held %(held)s',
+                    {"name": self.name, "f_name": self.f_name, "held": held},
+                )
 
 
 __all__ = [

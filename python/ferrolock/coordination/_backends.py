@@ -95,8 +95,9 @@ class FileBackend:
                 os.remove(file_name)
             except OSError as exc:
                 if exc.errno != errno.ENOENT:
-                    LOG.warning("Failed to cleanup lock %(name)s: %(exc)s",
-                                {"name": file_name, "exc": exc})
+                    LOG.warning(
+                        "Failed to cleanup lock %(name)s: %(exc)s", {"name": file_name, "exc": exc}
+                    )
 
 
 class MySQLBackend:
