@@ -181,3 +181,20 @@ def test_mysql_interoperates_with_tooz(mysql_server, lock_name):
 
 def test_module_coordinator_is_cinders():
     assert coordination.COORDINATOR.prefix == "cinder-"
+
+
+def test_cli_demo_on_mysql(mysql_server):
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "ferrolock", "demo", "--backend", mysql_server.url]
+    done = subprocess.run(
+        [*argv, "--workers", "3", "--rounds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout
+    password = mysql_server.url.split("@")[0].rsplit(":", 1)[1]
+    assert password not in done.stdout + done.stderr

@@ -49,7 +49,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--backend",
         metavar="URL",
         default="file://",
-        help="lock backend; file:///DIR (default: file:// in a fresh temp dir)",
+        help="lock backend: file:///DIR (default: file:// in a fresh temp dir) or "
+        "mysql://USER:PASSWORD@HOST[:PORT]/DB",
     )
     demo.add_argument("--seed", type=int, default=None, help="random seed for the jitter")
     demo.add_argument(

@@ -97,8 +97,17 @@ def lock_factory(url: str) -> LockFactory:
         except ValueError as exc:
             raise BackendUnavailable(f"bad backend URL {mask_url(url)}: {exc}") from None
         return lambda name: make_lock(target, name)
+    if scheme in ("mysql", "mysql+pymysql"):
+        from ferrolock import MySQLLock
+
+        try:
+            MySQLLock(url, "ferrolock-demo")  # a malformed URL fails here, not in the workers
+        except ValueError as exc:
+            raise BackendUnavailable(f"{mask_url(url)}: {exc}") from None
+        return lambda name: MySQLLock(url, name)
     raise BackendUnavailable(
-        f"backend not available yet: {mask_url(url)} (supported: file://, rbd://, rados://)"
+        f"backend not available yet: {mask_url(url)} "
+        "(supported: file://, mysql://, rbd://, rados://)"
     )
 
 
