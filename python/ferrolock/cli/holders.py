@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     holders.add_argument(
         "--backend",
         metavar="URL",
-        help="rbd://POOL?conf=...&id=... or rados://...: show who holds the NAMEs there",
+        help="mysql://USER:PASSWORD@HOST[:PORT]/DB, rbd://POOL?conf=...&id=... or rados://...: "
+        "show who holds the NAMEs there",
     )
     holders.add_argument("names", nargs="*", metavar="NAME", help="lock names (with --backend)")
     holders.set_defaults(func=cmd_holders)
@@ -77,8 +78,15 @@ def cmd_holders(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         if not args.names:
             parser.error("holders --backend rbd://|rados:// needs the lock NAMEs to look up")
         return ceph_holders(args.backend, args.names, args.json)
+    if args.backend:
+        from ferrolock.cli._mysql import holders_on_mysql, is_mysql
+
+        if is_mysql(args.backend):
+            if not args.names:
+                parser.error("holders --backend mysql:// needs the lock NAMEs to look up")
+            return holders_on_mysql(args.backend, args.names, args.json)
     if args.names or args.backend:
-        parser.error("NAMEs and --backend go with rbd:// or rados:// backends")
+        parser.error("NAMEs and --backend go with mysql://, rbd:// or rados:// backends")
     lock_path = args.lock_path or configured_lock_path()
     if not lock_path:
         err("no lock directory configured")

@@ -59,6 +59,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="lock directory (default: [oslo_concurrency] lock_path, i.e. $OSLO_LOCK_PATH)",
     )
     run.add_argument("--prefix", metavar="P", help="lock_file_prefix, as in lockutils")
+    run.add_argument(
+        "--backend",
+        metavar="URL",
+        help="hold a server lock instead of a lock file: mysql://USER:PASSWORD@HOST[:PORT]/DB "
+        "(exit 69 if the server cannot be reached)",
+    )
     wait = run.add_mutually_exclusive_group()
     wait.add_argument(
         "--timeout", metavar="S", type=seconds, help="give up after S seconds of waiting (exit 75)"
@@ -118,6 +124,13 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     command = _command_of(args, parser)
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(name)s: %(message)s")
+    if args.backend:
+        from ferrolock.cli._mysql import is_mysql, run_with_mysql
+
+        if not is_mysql(args.backend):
+            err("--backend: only mysql:// URLs are served here")
+            return EX_CONFIG
+        return run_with_mysql(args, command, run_child)
     from ferrolock import lockutils
     from ferrolock.exceptions import AcquireLockFailedException, LockTimeout
 
