@@ -76,7 +76,7 @@ def holders_on_mysql(url: str, names: Sequence[str], as_json: bool) -> int:
     if not names:
         err("holders --backend mysql://... needs the lock NAMEs to look up")
         return 2
-    rows = []
+    rows: list[dict[str, Any]] = []
     shown = url
     try:
         for name in names:
