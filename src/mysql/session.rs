@@ -57,6 +57,11 @@ fn describe(err: &mysql::Error) -> String {
             }
             _ => io.to_string(),
         },
+        // The inner errors' own text, without the driver's "DriverError { .. }" wrapping.
+        mysql::Error::DriverError(e) => e.to_string(),
+        mysql::Error::MySqlError(e) => e.to_string(),
+        mysql::Error::TlsError(e) => format!("TLS: {e}"),
+        mysql::Error::CodecError(e) => e.to_string(),
         other => other.to_string(),
     }
 }
