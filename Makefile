@@ -53,8 +53,8 @@ test-deps: $(PY)
 
 test: install test-rust test-py ## every test: cargo test, then pytest against the release build
 
-test-rust: ## the Rust core's cargo tests
-	cargo test --quiet
+test-rust: ## the Rust core's cargo tests (the MySQL ones against a throwaway MariaDB)
+	python3 tests/services/mariadb.py -- cargo test --quiet
 
 # Tests whatever ferrolock .venv/ holds (`make develop` or `make install`), building the
 # release one if there is none. PYTEST_ARGS='-k name tests/test_x.py' narrows it.

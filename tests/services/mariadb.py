@@ -5,7 +5,7 @@ server lives in a temporary directory, listens on 127.0.0.1 and a free port only
 database, user and password, and ``stop()`` ends exactly the process ``start()`` started.
 
 Run by hand: ``python tests/services/mariadb.py [--galera]`` prints the URL and serves until
-Ctrl-C.
+Ctrl-C; ``... -- CMD`` runs CMD with ``FERROLOCK_TEST_MYSQL_URL`` set (``make test-rust`` does).
 """
 
 from __future__ import annotations
@@ -236,7 +236,32 @@ def _os_user() -> str:
 
 
 def main() -> int:
-    server = MariaDB(galera="--galera" in sys.argv[1:])
+    """``mariadb.py [--galera]``: print the URL and serve until Ctrl-C.
+    ``mariadb.py [--galera] -- CMD...``: run CMD with ``FERROLOCK_TEST_MYSQL_URL`` set to a
+    throwaway server (or the one already in the environment) and exit with CMD's status. When
+    the server cannot start, CMD runs without the URL (its tests say they did not run), except
+    under ``CI=true``, where that is a failure."""
+    argv = sys.argv[1:]
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    galera = "--galera" in (argv[: argv.index("--")] if "--" in argv else argv)
+    if command:
+        env = dict(os.environ)
+        if env.get("FERROLOCK_TEST_MYSQL_URL"):
+            return subprocess.call(command, env=env)
+        server = MariaDB(galera=galera)
+        try:
+            server.start()
+            env["FERROLOCK_TEST_MYSQL_URL"] = server.url
+        except (ServiceError, OSError) as exc:
+            print(f"no MariaDB for the tests: {exc}", file=sys.stderr)
+            if os.environ.get("CI", "").lower() == "true":
+                server.cleanup()
+                return 1
+        try:
+            return subprocess.call(command, env=env)
+        finally:
+            server.cleanup()
+    server = MariaDB(galera=galera)
     with server, contextlib.suppress(KeyboardInterrupt):
         print(server.url, flush=True)
         signal.pause()
