@@ -7,12 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::exit::{call_python, exiting_elsewhere};
-use super::green;
 use super::hold;
 use super::policy::Policy;
 use super::protocol::{with_lock_protocol, WithLock};
 use crate::mysql::{LostHook, MySqlLock};
-use crate::{Lock, LockError, Until};
 
 /// A named lock on a MySQL/MariaDB server (`GET_LOCK`), shared by every process and host that
 /// uses the server.
@@ -22,16 +20,16 @@ pub struct MySQLLock {
     policy: Policy,
 }
 
+// The core lock goes to `hold` as its `Arc`, so that under eventlet a helper thread can run
+// the server-side wait on this very object (same hold slot) while the greenthread sleeps until
+// the server grants it.
 impl WithLock for MySQLLock {
     fn take(&self, py: Python<'_>, policy: Policy) -> PyResult<bool> {
-        if policy.blocking && green::green_sleep(py)?.is_some() {
-            return green_take(py, &self.core, policy);
-        }
-        hold::acquire(py, policy, &*self.core)
+        hold::acquire(py, policy, &self.core)
     }
 
     fn give_back(&self, py: Python<'_>) -> PyResult<()> {
-        hold::release(py, &*self.core)
+        hold::release(py, &self.core)
     }
 
     fn lock_name(&self) -> &str {
@@ -40,71 +38,6 @@ impl WithLock for MySQLLock {
 
     fn with_policy(&self) -> Policy {
         self.policy
-    }
-}
-
-/// Under eventlet: one try, then the server-side wait in eventlet's thread pool, so this
-/// greenthread is woken when the server grants the lock and the others run meanwhile (a green
-/// retry loop would poll the server instead).
-fn green_take(py: Python<'_>, core: &Arc<MySqlLock>, policy: Policy) -> PyResult<bool> {
-    if py.detach(|| core.acquire(Until::now(), &mut || false))? {
-        return Ok(true);
-    }
-    let wait = Bound::new(
-        py,
-        PoolWait { lock: core.clone(), policy, state: parking_lot::Mutex::new(WaitState::Waiting) },
-    )?;
-    match py.import("eventlet.tpool")?.call_method1("execute", (wait.clone(),)) {
-        Ok(got) => got.extract(),
-        Err(e) => {
-            // Interrupted (a signal, a greenthread kill): the pool thread may still win the
-            // lock; whoever comes second gives it back.
-            let lock = wait.get();
-            let mut state = lock.state.lock();
-            if *state == WaitState::Got {
-                let _ = py.detach(|| lock.lock.release());
-            }
-            *state = WaitState::Cancelled;
-            Err(e)
-        }
-    }
-}
-
-#[derive(PartialEq, Eq, Clone, Copy)]
-enum WaitState {
-    Waiting,
-    Got,
-    Cancelled,
-}
-
-/// The blocking part of a green acquire, called in a real OS thread by `eventlet.tpool`.
-#[pyclass(frozen, module = "ferrolock._native")]
-struct PoolWait {
-    lock: Arc<MySqlLock>,
-    policy: Policy,
-    state: parking_lot::Mutex<WaitState>,
-}
-
-#[pymethods]
-impl PoolWait {
-    fn __call__(&self, py: Python<'_>) -> PyResult<bool> {
-        let until = self.policy.until(self.lock.max_step());
-        let cancelled = || *self.state.lock() == WaitState::Cancelled || exiting_elsewhere();
-        let got = py.detach(|| self.lock.acquire(until, &mut || cancelled()));
-        let got = match got {
-            Err(LockError::Interrupted) => false,
-            other => other?,
-        };
-        if got {
-            let mut state = self.state.lock();
-            if *state == WaitState::Cancelled {
-                drop(state);
-                let _ = py.detach(|| self.lock.release());
-                return Ok(false);
-            }
-            *state = WaitState::Got;
-        }
-        Ok(got)
     }
 }
 
@@ -165,7 +98,7 @@ impl MySQLLock {
 
     /// Whether the server still shows this object's session holding the lock.
     fn is_still_owner(&self, py: Python<'_>) -> PyResult<bool> {
-        hold::is_still_owner(py, &*self.core)
+        hold::is_still_owner(py, &self.core)
     }
 
     /// Who holds the name on the server now: ``{"connection_id", "user", "host"}`` or None.
