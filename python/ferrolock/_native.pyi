@@ -200,9 +200,10 @@ class MySQLLock(_NativeLock):
     GIL released; waits are server-side ``GET_LOCK(name, step)`` steps (Ctrl-C is noticed
     between them). Each hold pins its own pooled connection; a keepalive thread notices a lost
     session within about 2 s (``is_still_owner()`` turns False, ``on_lost(name, reason)`` is
-    called once, ``release()`` raises ``LockLost``). Under eventlet the wait runs in eventlet's
-    thread pool. Connection failures raise ``LockBackendError`` (never showing the password);
-    a malformed URL raises ``ValueError`` naming the bad part."""
+    called once, ``release()`` raises ``LockLost``). Under eventlet a helper thread waits on the
+    server for the greenthread, which sleeps until the grant. Connection failures raise
+    ``LockBackendError`` (never showing the password); a malformed URL raises ``ValueError``
+    naming the bad part."""
 
     def __new__(
         cls,
