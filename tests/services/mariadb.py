@@ -262,6 +262,12 @@ def main() -> int:
         finally:
             server.cleanup()
     server = MariaDB(galera=galera)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A background job's SIGINT is ignored: `kill PID` (SIGTERM) must stop the server too.
+    signal.signal(signal.SIGTERM, stop)
     with server, contextlib.suppress(KeyboardInterrupt):
         print(server.url, flush=True)
         signal.pause()
