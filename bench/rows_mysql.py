@@ -13,6 +13,7 @@ import atexit
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -210,39 +211,44 @@ def run_procs(impl: str, procs: int, s: Settings) -> Metrics:
     # spawn: a forked child would inherit the parent's tooz/PyMySQL state
     ctx = multiprocessing.get_context("spawn")
     base = tempfile.mkdtemp(prefix="ferrolock-bench-mysql-", dir=s.tmpdir)
-    counter_path = os.path.join(base, "counter")
-    with open(counter_path, "wb") as f:
-        f.write(bytes(8))
-    jobs = [
-        _Job(impl, i, url, counter_path, os.path.join(base, f"log-{i}"), int(s.duration_s * 1e9))
-        for i in range(procs)
-    ]
-    barrier = ctx.Barrier(procs)
-    process: type[multiprocessing.Process] = ctx.Process  # type: ignore[attr-defined]
-    workers = [process(target=_worker, args=(job, barrier)) for job in jobs]
-    for w in workers:
-        w.start()
-    deadline = time.monotonic() + s.duration_s + 120
-    for w in workers:
-        w.join(max(0.0, deadline - time.monotonic()))
-    hung = [w for w in workers if w.is_alive()]
-    for w in hung:
-        w.kill()
-        w.join()
-    if hung:
-        raise CorrectnessError(f"{len(hung)} of {procs} MySQL workers never finished")
-    bad = [(j.worker, w.exitcode) for j, w in zip(jobs, workers) if w.exitcode != 0]
-    if bad:
-        raise RuntimeError(f"workers exited non-zero (worker, exit code): {bad}")
-    logs = []
-    for j in jobs:
-        with open(j.log_path, "rb") as f:
-            logs.append(HoldLog.from_bytes(j.worker, f.read()))
-    with open(counter_path, "rb") as f:
-        counter = int.from_bytes(f.read(8), "little")
-    check_counter(counter, logs)
-    check_no_overlap(logs)
-    return hold_stats(logs)
+    try:
+        counter_path = os.path.join(base, "counter")
+        with open(counter_path, "wb") as f:
+            f.write(bytes(8))
+        jobs = [
+            _Job(
+                impl, i, url, counter_path, os.path.join(base, f"log-{i}"), int(s.duration_s * 1e9)
+            )
+            for i in range(procs)
+        ]
+        barrier = ctx.Barrier(procs)
+        process = ctx.Process
+        workers = [process(target=_worker, args=(job, barrier)) for job in jobs]
+        for w in workers:
+            w.start()
+        deadline = time.monotonic() + s.duration_s + 120
+        for w in workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        hung = [w for w in workers if w.is_alive()]
+        for w in hung:
+            w.kill()
+            w.join()
+        if hung:
+            raise CorrectnessError(f"{len(hung)} of {procs} MySQL workers never finished")
+        bad = [(j.worker, w.exitcode) for j, w in zip(jobs, workers) if w.exitcode != 0]
+        if bad:
+            raise RuntimeError(f"workers exited non-zero (worker, exit code): {bad}")
+        logs = []
+        for j in jobs:
+            with open(j.log_path, "rb") as f:
+                logs.append(HoldLog.from_bytes(j.worker, f.read()))
+        with open(counter_path, "rb") as f:
+            counter = int.from_bytes(f.read(8), "little")
+        check_counter(counter, logs)
+        check_no_overlap(logs)
+        return hold_stats(logs)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @row(
