@@ -19,7 +19,7 @@ import hashlib
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ferrolock.rbd import RadosLock, RbdLock
@@ -90,6 +90,30 @@ def image_name(lock_name: str) -> str:
 
 
 CephLock = Union[RbdLock, RadosLock]
+
+
+class CephBackend:
+    """``rbd://`` and ``rados://`` for ``ferrolock.coordination`` (registered there by scheme).
+    The cluster connection is shared per process, so ``get_lock`` per call is cheap."""
+
+    def __init__(self, url: str, member_id: bytes) -> None:
+        # Parse now: a malformed URL fails at start() with a ValueError, not at the first lock.
+        self.target = parse_url(url)
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def get_lock(self, name: str) -> Any:
+        from ferrolock.coordination._locks import NativeToozLock
+
+        return NativeToozLock(name, make_lock(self.target, name))
+
+    def remove_lock(self, pattern: str) -> None:
+        # Images and objects are reused by the next lock of the name; nothing to clean up.
+        pass
 
 
 def make_lock(

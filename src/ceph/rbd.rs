@@ -1,6 +1,6 @@
 //! The managed exclusive lock of an RBD image (`rbd_lock_acquire(EXCLUSIVE)`) as a lock.
 //!
-//! Facts this design rests on (Ceph 16, `docs/ceph.md`):
+//! Facts this design rests on (Ceph 16; the README's "Locks on Ceph"):
 //! - a conflicting `rbd_lock_acquire` fails with EROFS in about 1.5 ms when the owner is alive,
 //!   but blocks for the whole `osd_client_watch_timeout` when the owner is dead or frozen (then
 //!   blocklists it and succeeds). So every attempt runs on a helper thread and a caller waits for

@@ -104,3 +104,71 @@ def test_demo_flatten_story_on_ceph(ceph_cluster, scheme):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS" in r.stdout
+
+
+@pytest.mark.parametrize("scheme", ["rbd", "rados"])
+def test_coordination_serves_ceph_schemes(ceph_cluster, scheme):
+    """cinder's ``coordination`` on a Ceph URL: tooz-shaped locks that exclude each other."""
+    from ferrolock import coordination
+
+    coordinator = coordination.Coordinator(prefix="cinder-")
+    coordinator.start(backend_url=url(ceph_cluster, scheme))
+    try:
+        name = f"{uuid.uuid4().hex[:8]}-delete_volume"
+        first, second = coordinator.get_lock(name), coordinator.get_lock(name)
+        assert first.acquire(blocking=False)
+        assert first.is_still_owner()
+        assert not second.acquire(blocking=False)
+        with pytest.raises(coordination.LockAcquireFailed):
+            with second(False):
+                pass
+        assert first.release()
+        assert second.acquire(blocking=5)
+        assert second.release()
+    finally:
+        coordinator.stop()
+
+
+@pytest.mark.parametrize("scheme", ["rbd", "rados"])
+def test_cli_run_holds_a_ceph_lock_around_a_command(ceph_cluster, scheme, tmp_path):
+    """``ferrolock run --backend rbd://|rados://``: the command runs under the lock, which is
+    busy for others meanwhile and free afterwards."""
+    u = url(ceph_cluster, scheme)
+    name = f"run-{uuid.uuid4().hex[:8]}"
+    fl = console_script("ferrolock")
+    probe = f"from ferrolock.coordination_ceph import make_lock; l = make_lock({u!r}, {name!r})"
+    # While the command runs, another process finds the lock busy.
+    check = f"{probe}; import sys; sys.exit(0 if not l.acquire(blocking=False) else 3)"
+    inside = subprocess.run(
+        [fl, "run", "--backend", u, name, "--", sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert inside.returncode == 0, inside
+    after = f"{probe}; import sys; ok = l.acquire(blocking=False); sys.exit(0 if ok else 4)"
+    assert subprocess.run([sys.executable, "-c", after], timeout=120).returncode == 0
+    # Held elsewhere: --no-wait gives the busy exit code and does not run the command.
+    marker = tmp_path / "ran"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"{probe}; l.acquire(); print('ACQ', flush=True); input()"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ACQ"
+        busy = subprocess.run(
+            [fl, "run", "--no-wait", "--backend", u, name, "--", "touch", str(marker)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert busy.returncode == 75 and "busy" in busy.stderr, busy
+        assert not marker.exists()
+    finally:
+        holder.kill()
+        holder.wait(10)
+        for pipe in (holder.stdin, holder.stdout):
+            if pipe:
+                pipe.close()

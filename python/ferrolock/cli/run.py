@@ -62,8 +62,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.add_argument(
         "--backend",
         metavar="URL",
-        help="hold a server lock instead of a lock file: mysql://USER:PASSWORD@HOST[:PORT]/DB "
-        "(exit 69 if the server cannot be reached)",
+        help="hold a server lock instead of a lock file: mysql://USER:PASSWORD@HOST[:PORT]/DB, "
+        "rbd://POOL?conf=PATH&id=CLIENT or rados://POOL?... (exit 69 if it cannot be reached)",
     )
     wait = run.add_mutually_exclusive_group()
     wait.add_argument(
@@ -125,10 +125,13 @@ def cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(name)s: %(message)s")
     if args.backend:
+        from ferrolock.cli._ceph import is_ceph, run_with_ceph
         from ferrolock.cli._mysql import is_mysql, run_with_mysql
 
+        if is_ceph(args.backend):
+            return run_with_ceph(args, command, run_child)
         if not is_mysql(args.backend):
-            err("--backend: only mysql:// URLs are served here")
+            err("--backend: mysql://, rbd:// and rados:// URLs are served here")
             return EX_CONFIG
         return run_with_mysql(args, command, run_child)
     from ferrolock import lockutils

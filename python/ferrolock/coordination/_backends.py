@@ -147,6 +147,17 @@ register_backend("mysql", MySQLBackend)
 register_backend("mysql+pymysql", MySQLBackend)
 
 
+def _ceph_backend(url: str, member_id: bytes) -> Backend:
+    # Imported on first use: Ceph's libraries load only when a Ceph lock is wanted.
+    from ferrolock.coordination_ceph import CephBackend
+
+    return CephBackend(url, member_id)
+
+
+register_backend("rbd", _ceph_backend)
+register_backend("rados", _ceph_backend)
+
+
 def backend_url(explicit: Optional[str]) -> str:
     """The argument; else oslo.config's ``[coordination] backend_url`` (cinder's option,
     default ``file://$state_path``) when oslo.config is importable and the value resolves;
