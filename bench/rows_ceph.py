@@ -279,5 +279,6 @@ def rbd_handoff3(impl: str, s: Settings) -> Metrics:
 if __name__ == "__main__":
     import run
 
-    run.ROW_MODULES = ()  # this module registered its rows when it ran as __main__
+    # This module registered its rows when it ran as __main__: import no others.
+    run.ROW_MODULES = ()
     sys.exit(run.main(sys.argv[1:]))

@@ -30,7 +30,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Row modules register their rows on import, and the table follows this order. A new backend
 # (rows_mysql: ferrolock vs tooz, rows_rbd: vs python-rbd) is one more module here.
-ROW_MODULES = ("rows_internal", "rows_external", "rows_scale", "rows_eventlet", "rows_mysql")
+ROW_MODULES: tuple[str, ...] = (
+    "rows_internal",
+    "rows_external",
+    "rows_scale",
+    "rows_eventlet",
+    "rows_mysql",
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
