@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from ferrolock.cli._common import EX_CONFIG, EX_INTERRUPTED, EX_TEMPFAIL, err
 
@@ -27,25 +27,40 @@ def describe_holder(holder: Optional[dict[str, Any]]) -> str:
 
 
 def run_with_mysql(args: argparse.Namespace, command: Sequence[str], run_child: Any) -> int:
-    from ferrolock import LockBackendError, LockLost, MySQLLock
-    from ferrolock.exceptions import AcquireLockFailedException, LockTimeout
+    from ferrolock import MySQLLock
 
     try:
         lock = MySQLLock(args.backend, args.name, blocking=not args.no_wait, timeout=args.timeout)
     except ValueError as exc:
         err(str(exc))
         return EX_CONFIG
+    return run_under_server_lock(
+        lock, args, command, run_child, lambda _: f" on {lock.url}{_holder_text(lock)}"
+    )
+
+
+def run_under_server_lock(
+    lock: Any,
+    args: argparse.Namespace,
+    command: Sequence[str],
+    run_child: Any,
+    where: Callable[[BaseException], str],
+) -> int:
+    """Run ``command`` holding ``lock`` (a MySQL or Ceph lock object with ``with`` semantics);
+    ``where(exc)`` says where the lock is and who holds it, for the busy and timeout messages."""
+    from ferrolock import LockBackendError, LockLost
+    from ferrolock.exceptions import AcquireLockFailedException, LockTimeout
+
     try:
         lock.__enter__()
-    except LockTimeout:
+    except LockTimeout as exc:
         err(
-            f"timed out after {args.timeout:g} s waiting for lock {args.name!r} on {lock.url}"
-            f"{_holder_text(lock)}; {command[0]} was not run"
+            f"timed out after {args.timeout:g} s waiting for lock {args.name!r}{where(exc)}; "
+            f"{command[0]} was not run"
         )
         return EX_TEMPFAIL
-    except AcquireLockFailedException:
-        busy = f"lock {args.name!r} is busy on {lock.url}{_holder_text(lock)}"
-        err(f"{busy}; {command[0]} was not run")
+    except AcquireLockFailedException as exc:
+        err(f"lock {args.name!r} is busy{where(exc)}; {command[0]} was not run")
         return EX_TEMPFAIL
     except LockBackendError as exc:
         err(f"cannot lock {args.name!r}: {exc}")
