@@ -1,6 +1,7 @@
 """Under eventlet a waiting greenthread is woken, not polled: a helper thread waits on the real
-lock for it while the hub runs every other greenthread, and whatever ends the wait (the lock,
-a timeout, a kill, eventlet.Timeout) leaves nothing held.
+lock for it while the hub runs every other greenthread (or, for a plain in-process lock only
+this OS thread uses, the holder's release wakes it in the hub), and whatever ends the wait (the
+lock, a timeout, a kill, eventlet.Timeout) leaves nothing held.
 
 Each case runs in a fresh interpreter that monkey-patches before importing ferrolock. Readiness
 is probed, never slept for: greenthreads are cooperative, so a ticker turn that follows the
@@ -18,7 +19,7 @@ from testutil import run_python
 
 pytestmark = pytest.mark.timeout(120)
 
-KINDS = ["internal", "fair", "semaphore", "rw-write", "file", "external"]
+KINDS = ["internal", "fair", "semaphore", "rw-write", "file", "external", "oslo-external"]
 
 _PRELUDE = """
 import warnings
@@ -50,6 +51,8 @@ def make():
         return RwWrite()
     if kind == "file":
         return ferrolock.FileLock(os.path.join(lock_dir, "woken"))
+    if kind == "oslo-external":
+        return lockutils.lock("woken", external=True, lock_path=lock_dir)
     return lockutils.external_lock("woken", lock_path=lock_dir)
 
 ticks = [0]
@@ -109,7 +112,14 @@ waiting(mark)
 # the hub keeps running other greenthreads while one waits, and a helper waits for it
 before = ticks[0]
 until(lambda: ticks[0] >= before + 20, "ticker stalled")
-assert helpers() >= 1, "no helper thread: the wait was not handed over"
+if kind in ("internal", "oslo-external"):
+    # only this OS thread uses the lock: the waiter sleeps in the hub, registered for the
+    # holder's release to wake, with no helper thread and no descriptor in the hub
+    assert holder._waiters() == 1, "the waiter is not registered for a wake-up"
+    assert helpers() == 0, "a helper thread waits for a lock only this OS thread uses"
+    assert not eventlet.hubs.get_hub().listeners["read"], "a descriptor in the hub"
+else:
+    assert helpers() >= 1, "no helper thread: the wait was not handed over"
 assert not got
 holder.release()
 gt.wait()
@@ -121,7 +131,9 @@ print("OK")
     )
 
 
-@pytest.mark.parametrize("kind", ["internal", "fair", "semaphore", "file", "external"])
+@pytest.mark.parametrize(
+    "kind", ["internal", "fair", "semaphore", "file", "external", "oslo-external"]
+)
 def test_a_release_by_another_os_thread_wakes_the_waiter(kind, tmp_path) -> None:
     _run(
         kind,
@@ -155,7 +167,51 @@ print("OK")
     )
 
 
-@pytest.mark.parametrize("kind", ["file", "external"])
+@pytest.mark.parametrize("kind", ["internal", "oslo-external"])
+def test_an_os_thread_that_begins_using_the_lock_does_not_strand_sleeping_greenthreads(
+    kind, tmp_path
+) -> None:
+    """Greenthreads asleep in the hub for a lock only their OS thread used, when a real thread
+    starts taking it too: its releases cannot wake the hub, so they go on through helpers, and
+    every one of them gets the lock."""
+    _run(
+        kind,
+        """
+real_threading = eventlet.patcher.original("threading")
+holder = make()
+assert holder.acquire()
+marks, got = [], []
+def wait(i):
+    marks.append(ticks[0])
+    lk = make()
+    got.append(lk.acquire(timeout=30))
+    lk.release()
+gts = [eventlet.spawn(wait, i) for i in range(3)]
+until(lambda: holder._waiters() == 3, "greenthreads never asleep for the lock")
+assert helpers() == 0
+real_got = []
+def real_thread():
+    lk = make()
+    for _ in range(20):
+        real_got.append(lk.acquire(timeout=30))
+        lk.release()
+t = real_threading.Thread(target=real_thread, daemon=True)
+t.start()
+# the real thread is asleep for the lock: from now on it is shared
+until(lambda: holder._waiters() == 4, "the real thread never waited")
+holder.release()
+for gt in gts:
+    gt.wait()
+until(lambda: len(real_got) == 20, "the real thread never finished")
+assert got == [True] * 3 and real_got == [True] * 20, (got, real_got)
+assert make().acquire(blocking=False)
+print("OK")
+""",
+        tmp_path,
+    )
+
+
+@pytest.mark.parametrize("kind", ["file", "external", "oslo-external"])
 def test_a_release_by_another_process_wakes_the_waiter(kind, tmp_path) -> None:
     _run(
         kind,
@@ -163,6 +219,9 @@ def test_a_release_by_another_process_wakes_the_waiter(kind, tmp_path) -> None:
 import subprocess
 path = (os.path.join(lock_dir, "woken") if kind == "file"
         else ferrolock._native.lock_file_path(lock_dir, "woken"))
+if kind == "oslo-external":
+    # the name's in-process lock is free: the greenthread takes it, then waits for the file
+    assert make()._waiters() == 0
 other = subprocess.Popen(
     [sys.executable, "-c",
      "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.lockf(f, fcntl.LOCK_EX); "

@@ -1,6 +1,7 @@
 //! In-process locks: a futex mutex, a FIFO semaphore and a reader-writer lock. Waiters sleep on
 //! a futex word, never in a queue in our memory, so a forked child inherits no waiter list.
 
+pub mod affinity;
 mod changes;
 pub mod mutex;
 pub mod rwlock;

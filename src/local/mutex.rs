@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use super::affinity::Affinity;
 use crate::sys;
 use crate::wait::{self, WaitTicket};
 use crate::{LockError, RawLock};
@@ -28,6 +29,8 @@ pub struct Mutex {
     /// Threads asleep on `state` (or about to be): a readiness probe for tests, touched only
     /// around the futex wait, never on an uncontended path.
     sleepers: AtomicU32,
+    /// Which OS threads take it (noted by the Python binding; see `Affinity`).
+    affinity: Affinity,
 }
 
 impl Default for Mutex {
@@ -42,11 +45,16 @@ impl Mutex {
             state: AtomicU32::new(UNLOCKED),
             held: AtomicBool::new(false),
             sleepers: AtomicU32::new(0),
+            affinity: Affinity::new(),
         }
     }
 
     pub fn locked(&self) -> bool {
         self.held.load(Ordering::Acquire)
+    }
+
+    pub fn affinity(&self) -> &Affinity {
+        &self.affinity
     }
 
     /// Threads blocked waiting for it now (a test probe: "the waiter is asleep by now").

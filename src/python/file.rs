@@ -9,10 +9,10 @@ use pyo3::prelude::*;
 
 use super::config::external_lock_dir;
 use super::exit::call_python;
-use super::hold;
 use super::internal::plain_locks;
 use super::policy::Policy;
 use super::protocol::{with_lock_protocol, WithLock};
+use super::{green_local, hold};
 use crate::file::lock::{self as file_lock, FileLock as CoreFileLock};
 use crate::file::naming as lock_path;
 use crate::local::Mutex;
@@ -143,18 +143,24 @@ impl WithLock for ExternalLock {
             }
             None => None,
         };
-        let got = hold::acquire(py, policy, &Both(&self.internal, file.as_ref()))?;
-        if got {
-            *self.hold.lock() = Some(file);
+        let got = hold::acquire_pair(py, policy, &self.internal, file.as_ref());
+        match got {
+            Ok(true) => *self.hold.lock() = Some(file),
+            // A wait that ended without the lock may have taken and given back the in-process
+            // lock meanwhile (a helper's, or one that had it and not the file): a greenthread
+            // asleep for it must hear of that.
+            _ => green_local::released(py, &self.internal),
         }
-        Ok(got)
+        got
     }
 
     fn give_back(&self, py: Python<'_>) -> PyResult<()> {
         let Some(file) = self.hold.lock().take() else {
             return Err(LockError::NotHeld.into());
         };
-        hold::release(py, &Both(&self.internal, file.as_ref()))
+        let released = hold::release(py, &Both(&self.internal, file.as_ref()));
+        green_local::released(py, &self.internal);
+        released
     }
 
     fn lock_name(&self) -> &str {
@@ -187,10 +193,11 @@ impl ExternalLock {
         self.internal.locked()
     }
 
-    /// Test hook: threads of this process asleep on the in-process lock of the name.
+    /// Test hook: threads of this process asleep on the in-process lock of the name (and
+    /// greenthreads asleep in the hub for it).
     #[pyo3(name = "_waiters")]
     fn waiters(&self) -> usize {
-        self.internal.waiters()
+        self.internal.waiters() + green_local::waiting(&self.internal)
     }
 
     fn __repr__(&self) -> String {

@@ -11,10 +11,11 @@ use pyo3::prelude::*;
 
 use super::errors::wait_error;
 use super::exit::{park_if_exiting, sleep_forever, Reattaching};
-use super::green;
 use super::policy::Policy;
+use super::{green, green_local};
+use crate::local::Mutex;
 use crate::registry::Handle;
-use crate::{Lock, LockError, Raw, RawLock, Until};
+use crate::{Both, Lock, LockError, Raw, RawLock, Until};
 
 /// `Ok(false)` when the policy's time ran out.
 pub fn acquire(py: Python<'_>, policy: Policy, lock: &dyn Lock) -> PyResult<bool> {
@@ -158,15 +159,13 @@ fn detached(
 /// the GIL again. Otherwise each handoff would park the thread that holds the GIL (and would
 /// simply have re-taken the lock) until the woken waiter gets the GIL: a convoy that costs a
 /// GIL switch per cycle. Not for fair locks, whose waiters must be served in order.
-pub fn acquire_local<R: RawLock + 'static>(
-    py: Python<'_>,
-    policy: Policy,
-    lock: &Handle<R>,
-) -> PyResult<bool> {
+///
+/// Whoever gives it back calls `green_local::released` (greenthreads may sleep in the hub for it).
+pub fn acquire_local(py: Python<'_>, policy: Policy, lock: &Handle<Mutex>) -> PyResult<bool> {
+    lock.affinity().note();
     let raw = Raw(&**lock);
     if lock.try_acquire()? {
-        hand_over(py, &raw)?;
-        return Ok(true);
+        return hand_over_local(py, lock);
     }
     if !policy.blocking {
         return Ok(false);
@@ -174,17 +173,25 @@ pub fn acquire_local<R: RawLock + 'static>(
     park_if_exiting(py);
     let until = policy.until(raw.max_step());
     if let Some(hub) = green::hub(py)? {
-        // Under eventlet the helper takes the lock for the greenthread: its holder is most
-        // likely another greenthread of this OS thread, so there is no GIL convoy to avoid.
-        let got = green::wait(py, &hub, lock, until);
+        // Its holder is most likely another greenthread of this OS thread: no GIL convoy to
+        // avoid, and when only this OS thread uses the lock, the holder's release wakes us.
+        let got = match green_local::wait(py, lock, until) {
+            Ok(Some(got)) => Ok(got),
+            Ok(None) => green::wait(py, &hub, lock, until),
+            Err(e) => Err(e),
+        };
         park_if_exiting(py);
-        let got = got?;
-        if got {
-            hand_over(py, &raw)?;
-        }
-        return Ok(got);
+        return match got {
+            Ok(true) => hand_over_local(py, lock),
+            other => {
+                // A helper's wait that ended without the lock may have taken and given it back
+                // meanwhile: a greenthread asleep for it must hear of that.
+                green_local::released(py, lock);
+                other
+            }
+        };
     }
-    let nothing: Option<&Raw<'_, R>> = None;
+    let nothing: Option<&Raw<'_, Mutex>> = None;
     loop {
         let mut see_free = |until, interrupted: &mut dyn FnMut() -> bool| {
             let got = raw.acquire(until, interrupted)?;
@@ -197,8 +204,66 @@ pub fn acquire_local<R: RawLock + 'static>(
             return Ok(false);
         }
         if lock.try_acquire()? {
-            hand_over(py, &raw)?;
-            return Ok(true);
+            return hand_over_local(py, lock);
         }
     }
+}
+
+/// `Both(first, then)`, whose `first` is an in-process lock (oslo's external lock: the name's
+/// in-process lock, then its file). Under eventlet, when only this OS thread uses `first`, a
+/// greenthread waits for it as `acquire_local` does (woken by the holder's release, with no
+/// descriptor in the hub), then for `then`. Whoever gives it back calls
+/// `green_local::released` for `first`, as does a caller this returns anything but `Ok(true)` to.
+pub fn acquire_pair<B: Lock>(
+    py: Python<'_>,
+    policy: Policy,
+    first: &Handle<Mutex>,
+    then: B,
+) -> PyResult<bool> {
+    first.affinity().note();
+    let both = Both(first, &then);
+    let got = try_once(py, &both)? || {
+        if !policy.blocking {
+            return Ok(false);
+        }
+        park_if_exiting(py);
+        let until = policy.until(both.max_step());
+        match green_first(py, until, first)? {
+            Some(false) => return Ok(false),
+            Some(true) => {
+                let got = try_once(py, &then).and_then(|got| Ok(got || wait(py, until, &then)?));
+                if !matches!(got, Ok(true)) {
+                    first.release()?;
+                }
+                got?
+            }
+            None => wait(py, until, &both)?,
+        }
+    };
+    if got {
+        hand_over(py, &both)?;
+    }
+    Ok(got)
+}
+
+/// The in-process part of `acquire_pair` under eventlet: `Some(true)` taken, `Some(false)` the
+/// deadline passed, `None` not eventlet or not only this OS thread's lock (wait for both as one).
+fn green_first(py: Python<'_>, until: Until, first: &Handle<Mutex>) -> PyResult<Option<bool>> {
+    if green::hub(py)?.is_none() {
+        return Ok(None);
+    }
+    if first.try_acquire()? {
+        return Ok(Some(true));
+    }
+    let got = green_local::wait(py, first, until);
+    park_if_exiting(py);
+    got
+}
+
+fn hand_over_local(py: Python<'_>, lock: &Mutex) -> PyResult<bool> {
+    if let Err(signal) = hand_over(py, &Raw(lock)) {
+        green_local::released(py, lock);
+        return Err(signal);
+    }
+    Ok(true)
 }

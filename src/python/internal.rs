@@ -5,9 +5,9 @@ use std::sync::{Arc, OnceLock};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use super::hold;
 use super::policy::Policy;
 use super::protocol::{with_lock_protocol, WithLock};
+use super::{green_local, hold};
 use crate::local::Mutex;
 use crate::local::Semaphore as CoreSemaphore;
 use crate::registry::{Handle, Registry};
@@ -80,15 +80,6 @@ enum Kind {
     Fair(Handle<CoreSemaphore>),
 }
 
-impl Kind {
-    fn raw(&self) -> &dyn RawLock {
-        match self {
-            Kind::Plain(h) => &**h,
-            Kind::Fair(h) => &**h,
-        }
-    }
-}
-
 /// A named in-process lock; every `InternalLock` of one name is the same lock.
 #[pyclass(frozen, module = "ferrolock._native")]
 pub struct InternalLock {
@@ -118,8 +109,15 @@ impl WithLock for InternalLock {
             Kind::Fair(f) => hold::acquire(py, policy, f),
         }
     }
-    fn give_back(&self, _py: Python<'_>) -> PyResult<()> {
-        Ok(self.kind.raw().release()?)
+    fn give_back(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.kind {
+            Kind::Plain(m) => {
+                m.release()?;
+                green_local::released(py, m);
+                Ok(())
+            }
+            Kind::Fair(f) => Ok(f.release()?),
+        }
     }
     fn lock_name(&self) -> &str {
         self.name()
@@ -163,11 +161,12 @@ impl InternalLock {
         }
     }
 
-    /// Test hook: threads waiting for it now (fair: in line; plain: asleep in a step).
+    /// Test hook: threads waiting for it now (fair: in line; plain: asleep in a step, or
+    /// greenthreads asleep in the hub for it).
     #[pyo3(name = "_waiters")]
     fn waiters(&self) -> usize {
         match &self.kind {
-            Kind::Plain(h) => h.waiters(),
+            Kind::Plain(h) => h.waiters() + green_local::waiting(h),
             Kind::Fair(h) => h.waiters(),
         }
     }

@@ -8,6 +8,7 @@ mod errors;
 mod exit;
 mod file;
 mod green;
+mod green_local;
 mod hold;
 mod internal;
 mod mysql;
