@@ -72,10 +72,16 @@ impl Hold {
             Err(Failure::Server(m)) => format!("the lock session failed: {m}"),
             Err(Failure::Connection(m)) => format!("the lock session's connection failed: {m}"),
         };
-        // Closing the session frees the lock if the server still counts it as ours.
+        // The reason is recorded before the session goes, so a release that finds no session
+        // says why. Closing the session frees the lock if the server still counts it as ours.
+        let first = self.record_loss(&reason);
         *slot = None;
         drop(slot);
-        self.lose(reason);
+        if first {
+            if let Some(hook) = &self.on_lost {
+                hook(&self.name, &reason);
+            }
+        }
         false
     }
 
@@ -91,20 +97,14 @@ impl Hold {
         }
     }
 
-    fn lose(&self, reason: String) {
-        let first = {
-            let mut lost = self.lost.lock();
-            let first = lost.is_none();
-            if first {
-                *lost = Some(reason.clone());
-            }
-            first
-        };
+    /// Whether this is the first loss recorded (the hook is then called, once).
+    fn record_loss(&self, reason: &str) -> bool {
+        let mut lost = self.lost.lock();
+        let first = lost.is_none();
         if first {
-            if let Some(hook) = &self.on_lost {
-                hook(&self.name, &reason);
-            }
+            *lost = Some(reason.to_owned());
         }
+        first
     }
 
     pub fn lost_reason(&self) -> Option<String> {

@@ -59,6 +59,10 @@ def holder(url: str, name: str) -> None:
                 print("release ok", flush=True)
             except LockLost as e:
                 print("release lost", e, flush=True)
+            # on_lost runs on the keepalive thread, which may still be on its way to it
+            deadline = time.monotonic() + 10
+            while not lost and time.monotonic() < deadline:
+                time.sleep(0.01)
             print("on_lost", len(lost), flush=True)
             return
     lock.release()
