@@ -7,6 +7,11 @@ only while nobody holds them.
 
 The hot path (no DEBUG logging, default semaphores, not fair) returns a native lock object whose
 ``__enter__``/``__exit__`` are one native call each.
+
+This module holds oslo's public API and its config plumbing (``[oslo_concurrency]`` options, the
+lock directory and lock file a name gets) only. The slow path of ``lock`` is in ``_compose``,
+``synchronized``'s logged call in ``_decorate``, names that are not plain text in ``_names``, the
+fasteners-shaped classes in ``interprocess`` and ``rwlock``.
 """
 
 from __future__ import annotations
