@@ -7,6 +7,11 @@ only while nobody holds them.
 
 The hot path (no DEBUG logging, default semaphores, not fair) returns a native lock object whose
 ``__enter__``/``__exit__`` are one native call each.
+
+This module holds oslo's public API and its config plumbing (``[oslo_concurrency]`` options, the
+lock directory and lock file a name gets) only. The slow path of ``lock`` is in ``_compose``,
+``synchronized``'s logged call in ``_decorate``, names that are not plain text in ``_names``, the
+fasteners-shaped classes in ``interprocess`` and ``rwlock``.
 """
 
 from __future__ import annotations
@@ -20,20 +25,18 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import weakref
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, TypeVar, cast
 
 from ferrolock import _names, _native
-from ferrolock._compose import held, layered_lock
-from ferrolock._decorate import callable_name
-from ferrolock.exceptions import AcquireLockFailedException, InvalidLockName, LockPathError
+from ferrolock._compose import held, slow_lock
+from ferrolock._decorate import callable_name, logged_call
+from ferrolock.exceptions import AcquireLockFailedException, LockPathError
 from ferrolock.interprocess import InterProcessLock
 from ferrolock.rwlock import ReaderWriterLock
 
 LOG = logging.getLogger(__name__)
-_external_lock = _native.external_lock
 _DEBUG = logging.DEBUG
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -242,7 +245,8 @@ def remove_external_lock_file(
         lock_file_path = _get_lock_path(name, lock_file_prefix, lock_path)
         try:
             if isinstance(lock_file_path, str):
-                _remove_while_held(lock_file_path)
+                if not _native.FileLock(lock_file_path).remove_if_unused(os.remove):
+                    LOG.debug("Lock file %(file)s is in use; not removed", {"file": lock_file_path})
             else:  # a test's stand-in for _get_lock_path (a mock): oslo's plain removal
                 os.remove(lock_file_path)
         except OSError as exc:
@@ -250,96 +254,21 @@ def remove_external_lock_file(
                 LOG.warning("Failed to remove file %(file)s", {"file": lock_file_path})
 
 
-def _remove_while_held(path: str) -> None:
-    if not _native.FileLock(path).remove_if_unused(os.remove):
-        LOG.debug("Lock file %(file)s is in use; not removed", {"file": path})
-
-
 def _lock_name(name: Any) -> str:
     """oslo takes any hashable as an in-process lock name; ours are strings."""
     return name if isinstance(name, str) else str(name)
 
 
-def _python_lock(
-    name: str,
-    lock_file_prefix: Optional[str],
-    external: bool,
-    lock_path: Optional[str],
-    do_log: bool,
-    semaphores: Optional[Semaphores],
-    delay: float,
-    fair: bool,
-    blocking: bool,
-    timeout: Optional[float],
-) -> Any:
-    """What ``lock`` (native, see ``_native.lock``) does not answer itself: external locks,
-    custom semaphores, DEBUG logging, names that are not strings. Arguments as ``lock``."""
-    if fair and semaphores is not None:
-        raise NotImplementedError("Specifying semaphores is not supported when using fair locks.")
-    blocking = bool(blocking)
-    if not blocking and timeout is not None:
-        raise ValueError("can't specify a timeout for a non-blocking call")
-    if external and not isinstance(name, str):
-        # oslo fails too (it builds the file name with str methods); ours would be "None"
-        raise InvalidLockName(f"an external lock needs a str name, not {name!r}")
-    quiet = not (do_log and LOG.isEnabledFor(_DEBUG))
-    if not _names.is_text(name):
-        return _object_lock(
-            name, lock_file_prefix, external, lock_path, do_log, semaphores, fair, blocking, timeout
-        )
-    if quiet and semaphores is None:
-        if not external:
-            make = _native.fair_lock if fair else _native.internal_lock
-            return make(name, blocking, timeout)
-        if not fair:
-            return _external_lock(name, lock_file_prefix, lock_path, blocking, timeout)
-    file_path: Optional[Callable[[], Optional[str]]] = None
-    if external:
-        file_path = functools.partial(_external_file, name, lock_file_prefix, lock_path)
-    return layered_lock(name, file_path, do_log, semaphores, fair, blocking, timeout)
-
-
-def _object_lock(
-    name: Any,
-    lock_file_prefix: Optional[str],
-    external: bool,
-    lock_path: Optional[str],
-    do_log: bool,
-    semaphores: Optional[Semaphores],
-    fair: bool,
-    blocking: bool,
-    timeout: Optional[float],
-) -> Any:
-    """``lock`` of a name that is not plain text (see ``_names``): keyed as oslo keys it."""
-    if semaphores is None:
-        if not external and not (do_log and LOG.isEnabledFor(_DEBUG)):
-            return _names.ObjectLock(_names.PROCESS, name, fair, blocking, timeout)
-        semaphores = cast(Semaphores, _names.Container(_names.PROCESS, fair))
-    file_path: Optional[Callable[[], Optional[str]]] = None
-    if external:
-        file_path = functools.partial(_object_file, name, lock_file_prefix, lock_path)
-    return layered_lock(name, file_path, do_log, semaphores, False, blocking, timeout)
-
-
-def _object_file(
+def _lock_file(
     name: Any, lock_file_prefix: Optional[str], lock_path: Optional[str]
 ) -> Optional[str]:
-    """The lock file of a name that is not plain text: a str's with lone surrogates stands for
-    the bytes it was decoded from; any other object's is its ``str()``."""
+    """The lock file of an external lock, or None while process locking is disabled. A str
+    with lone surrogates (see ``_names``) stands for the bytes it was decoded from."""
     if _process_locking_disabled():
         return None
-    if isinstance(name, str):
+    if isinstance(name, str) and not _names.is_text(name):
         return _names.file_name_for(_lock_dir(lock_path), name, lock_file_prefix)
-    return _get_lock_path(str(name), lock_file_prefix, lock_path)
-
-
-def _external_file(
-    name: str, lock_file_prefix: Optional[str], lock_path: Optional[str]
-) -> Optional[str]:
-    """The lock file of an external lock, or None while process locking is disabled."""
-    return (
-        None if _process_locking_disabled() else _get_lock_path(name, lock_file_prefix, lock_path)
-    )
+    return _get_lock_path(_lock_name(name), lock_file_prefix, lock_path)
 
 
 def _external_lock_dir(lock_path: Optional[str]) -> Optional[str]:
@@ -347,7 +276,9 @@ def _external_lock_dir(lock_path: Optional[str]) -> Optional[str]:
     return None if _process_locking_disabled() else _lock_dir(lock_path)
 
 
-_native.set_lock_fallback(_python_lock, _external_lock_dir, LOG)
+# The native lock() hands back what it does not answer itself (see _compose), and asks
+# _external_lock_dir for the configured directory.
+_native.set_lock_fallback(functools.partial(slow_lock, _lock_file), _external_lock_dir, LOG)
 lock = _native.lock
 # synchronized's fast path is taken only while ``lock`` is this one: a test that patches
 # lockutils.lock (mock.patch.object(lockutils, "lock")) sees every call, as with oslo.
@@ -390,45 +321,20 @@ def synchronized(
             _native.internal_lock(_lock_name(name), bool(blocking), timeout) if simple else None
         )
 
+        def locked() -> Any:
+            if native is not None and lock is _LOCK:
+                return native
+            return lock(*lock_args, **lock_kwargs)
+
         @functools.wraps(f)
         def inner(*args: Any, **kwargs: Any) -> Any:
             if LOG.isEnabledFor(_DEBUG):
-                return _logged_call(f, f_name, args, kwargs)
+                return logged_call(name, f_name, locked, f, args, kwargs)
             if native is not None and lock is _LOCK:
                 with native:
                     return f(*args, **kwargs)
             with lock(*lock_args, **lock_kwargs):
                 return f(*args, **kwargs)
-
-        def _logged_call(f: Any, f_name: str, args: Any, kwargs: Any) -> Any:
-            t1 = time.monotonic()
-            t2 = None
-            gotten = True
-            try:
-                LOG.debug('Acquiring lock "%s" by "%s"', name, f_name)
-                fast = native if native is not None and lock is _LOCK else None
-                with fast if fast is not None else lock(*lock_args, **lock_kwargs):
-                    t2 = time.monotonic()
-                    LOG.debug(
-                        'Lock "%(name)s" acquired by "%(function)s" :: waited %(wait_secs)0.3fs',
-                        {"name": name, "function": f_name, "wait_secs": (t2 - t1)},
-                    )
-                    return f(*args, **kwargs)
-            except AcquireLockFailedException:
-                gotten = False
-                raise
-            finally:
-                t3 = time.monotonic()
-                held_secs = "N/A" if t2 is None else "%0.3fs" % (t3 - t2)
-                LOG.debug(
-                    'Lock "%(name)s" "%(gotten)s" by "%(function)s" :: held %(held_secs)s',
-                    {
-                        "name": name,
-                        "gotten": "released" if gotten else "unacquired",
-                        "function": f_name,
-                        "held_secs": held_secs,
-                    },
-                )
 
         return cast(F, inner)
 
