@@ -15,14 +15,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
 use std::sync::atomic::{
-    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::Mutex as StateMutex;
 
 use crate::local::Mutex;
+use crate::sys::inotify::{self, Inotify};
 use crate::sys::{self, fork, FileId};
 use crate::wait::{self, Until, WaitTicket};
 use crate::{Lock, LockError, RawLock};
@@ -73,6 +74,21 @@ pub fn set_yield_to_pollers(on: bool) {
     YIELD_TO_POLLERS.store(u8::from(on), Ordering::Relaxed);
 }
 
+/// Test hooks, read once: `_FERROLOCK_TEST_PERIODIC=0` leaves no periodic windows (so a test
+/// proves that opens alone let an oslo poller in); `_FERROLOCK_TEST_WATCH=0` watches no opens.
+struct Hooks {
+    periodic: bool,
+    watch: bool,
+}
+
+fn hooks() -> &'static Hooks {
+    static HOOKS: OnceLock<Hooks> = OnceLock::new();
+    HOOKS.get_or_init(|| {
+        let on = |name: &str| std::env::var_os(name).map_or(true, |v| v != "0");
+        Hooks { periodic: on("_FERROLOCK_TEST_PERIODIC"), watch: on("_FERROLOCK_TEST_WATCH") }
+    })
+}
+
 fn poller_period(file: &LockFile, now: u64) -> u64 {
     if file.mixed_until.load(Ordering::Relaxed) > now {
         MIXED_PERIOD_NS
@@ -87,14 +103,16 @@ fn poller_window_left(file: &LockFile, now: u64) -> Option<u64> {
     (phase < POLLER_GAP_NS).then(|| POLLER_GAP_NS - phase)
 }
 
-/// The window to keep out of, for the thread about to take `file`: a long run of back-to-back
-/// holds is on, and a pollers' window is open.
+/// The window to keep out of, for the thread about to take `file`: a run of back-to-back holds
+/// is on, and a window answering an open is on, or the run is long and a periodic window open.
 fn must_leave_free(file: &LockFile, now: u64) -> bool {
     let start = file.run_start.load(Ordering::Relaxed);
     start != 0
-        && now.saturating_sub(start) >= poller_period(file, now)
         && now.saturating_sub(file.last_release.load(Ordering::Relaxed)) < POLLER_GAP_NS
-        && poller_window_left(file, now).is_some()
+        && (file.window_until.load(Ordering::Relaxed) > now
+            || (now.saturating_sub(start) >= poller_period(file, now)
+                && poller_window_left(file, now).is_some()
+                && hooks().periodic))
         && yield_to_pollers()
 }
 
@@ -123,7 +141,12 @@ impl RawLock for PollerWindow<'_> {
         Ok(!must_leave_free(self.0, sys::monotonic_ns()))
     }
     fn acquire_step(&self, step: Duration, _: &mut WaitTicket) -> Result<bool, LockError> {
-        if let Some(left) = poller_window_left(self.0, sys::monotonic_ns()) {
+        let now = sys::monotonic_ns();
+        let answering = self.0.window_until.load(Ordering::Relaxed);
+        if answering > now {
+            std::thread::sleep(step.min(WINDOW_CHECK).min(Duration::from_nanos(answering - now)));
+            end_window_if_answered(self.0);
+        } else if let Some(left) = poller_window_left(self.0, now) {
             std::thread::sleep(step.min(Duration::from_nanos(left)));
         }
         // The run goes on after the window: the gap was ours, not the end of the run.
@@ -132,6 +155,224 @@ impl RawLock for PollerWindow<'_> {
     }
     fn release(&self) -> Result<(), LockError> {
         Ok(())
+    }
+}
+
+/// A poller cannot be seen, but its open of the lock file can: fasteners opens the file at each
+/// acquire (and closes it at release), while ferrolock processes keep theirs open. So a run of
+/// back-to-back holds at least `WATCH_AFTER_NS` long watches its file with inotify, and each
+/// open by someone else earns the opener a window (`POLLER_GAP_NS` at most) at the next
+/// re-take, ended early once another process holds the file or every opener closed it again.
+/// The periodic windows stay for what inotify cannot see (opens on other NFS clients). A new
+/// process opening the file (a ferrolock process starting, a backup) costs one window.
+const WATCH_AFTER_NS: u64 = 50_000_000;
+/// Events are read at most this often while a run goes on (one `read` each): the run pays
+/// nothing per cycle, and a poller's first retry (10 ms after its open) finds the window open.
+const READ_EVERY_NS: u64 = 2_000_000;
+/// How often a window answering an open asks whether the poller got in.
+const WINDOW_CHECK: Duration = Duration::from_millis(2);
+
+const NO_WATCH: i32 = -1;
+/// Watching failed (watch limit, no inotify): this run has the periodic windows only.
+const WATCH_FAILED: i32 = -2;
+
+/// What the watch of one lock file saw, shared with the process's inotify reader.
+struct Openers {
+    /// The watch descriptor, `NO_WATCH` or `WATCH_FAILED`.
+    wd: AtomicI32,
+    /// Opens by others that no window answered yet.
+    owed: AtomicU32,
+    /// Descriptors others opened since the watch began and have not closed yet (saturating:
+    /// a ferrolock process closing a descriptor it opened before counts nothing).
+    open: AtomicU32,
+    /// Our own opens of the file since the watch began, whose events are not others'.
+    own: AtomicU32,
+}
+
+impl Openers {
+    fn new() -> Openers {
+        Openers {
+            wd: AtomicI32::new(NO_WATCH),
+            owed: AtomicU32::new(0),
+            open: AtomicU32::new(0),
+            own: AtomicU32::new(0),
+        }
+    }
+
+    fn watched(&self) -> bool {
+        self.wd.load(Ordering::Relaxed) >= 0
+    }
+
+    fn note(&self, mask: u32) {
+        if mask & inotify::OPENED != 0 {
+            let own =
+                self.own.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if own.is_err() {
+                self.open.fetch_add(1, Ordering::Relaxed);
+                self.owed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if mask & inotify::CLOSED != 0 {
+            let _ =
+                self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+}
+
+/// The process's inotify instance (made on first need) and the files it watches.
+#[derive(Default)]
+struct Watcher {
+    state: StateMutex<Watches>,
+    /// `monotonic_ns()` of the last read of events.
+    last_read: AtomicU64,
+}
+
+#[derive(Default)]
+struct Watches {
+    inotify: Option<Inotify>,
+    /// No inotify until then (`ENOSYS`, `EMFILE`): try again later, not at every run.
+    unavailable_until: u64,
+    files: HashMap<i32, Arc<Openers>>,
+}
+
+/// Fork-safe: a child makes its own instance; the parent's is retired by `forget_inherited`.
+static WATCHER: fork::PerProcess<Watcher> = fork::PerProcess::new();
+const RETRY_INOTIFY_NS: u64 = 60_000_000_000;
+
+impl Watches {
+    fn watch(&mut self, path: &Path, openers: &Arc<Openers>, now: u64) -> i32 {
+        if self.inotify.is_none() {
+            if now < self.unavailable_until {
+                return WATCH_FAILED;
+            }
+            match Inotify::new() {
+                Ok(made) => self.inotify = Some(made),
+                Err(_) => {
+                    self.unavailable_until = now + RETRY_INOTIFY_NS;
+                    return WATCH_FAILED;
+                }
+            }
+        }
+        let Some(ino) = &self.inotify else { return WATCH_FAILED };
+        match ino.add_watch(path, inotify::OPENED | inotify::CLOSED) {
+            // Another path of the same file is watched already: its watch sees the opens.
+            Ok(wd) if self.files.contains_key(&wd) => WATCH_FAILED,
+            Ok(wd) => {
+                openers.owed.store(0, Ordering::Relaxed);
+                openers.open.store(0, Ordering::Relaxed);
+                openers.own.store(0, Ordering::Relaxed);
+                self.files.insert(wd, Arc::clone(openers));
+                wd
+            }
+            Err(_) => WATCH_FAILED,
+        }
+    }
+
+    fn unwatch(&mut self, wd: i32) {
+        if self.files.remove(&wd).is_some() {
+            if let Some(ino) = &self.inotify {
+                ino.remove_watch(wd);
+            }
+        }
+    }
+
+    fn read(&mut self) {
+        let Some(ino) = &self.inotify else { return };
+        let files = &mut self.files;
+        let _ = ino.drain(&mut |event| {
+            if event.mask & inotify::OVERFLOW != 0 {
+                // Opens were lost: assume one of them is waiting.
+                for openers in files.values() {
+                    openers.owed.fetch_max(1, Ordering::Relaxed);
+                    openers.open.fetch_max(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            if event.mask & inotify::GONE != 0 {
+                // The file was deleted (or we removed the watch): a later run watches anew.
+                if let Some(openers) = files.remove(&event.wd) {
+                    let _ = openers.wd.compare_exchange(
+                        event.wd,
+                        NO_WATCH,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+                return;
+            }
+            if let Some(openers) = files.get(&event.wd) {
+                openers.note(event.mask);
+            }
+        });
+    }
+}
+
+/// Read the queued events now, or only if the last read is `READ_EVERY_NS` old.
+fn read_opens(now: u64, now_or_never: bool) {
+    let Some(watcher) = WATCHER.get_if_made() else { return };
+    if !now_or_never
+        && now.saturating_sub(watcher.last_read.load(Ordering::Relaxed)) < READ_EVERY_NS
+    {
+        return;
+    }
+    // Another thread reading them does as well.
+    if let Some(mut watches) = watcher.state.try_lock() {
+        watcher.last_read.store(now, Ordering::Relaxed);
+        watches.read();
+    }
+}
+
+/// A run reached `WATCH_AFTER_NS`: watch its file for opens (once per run).
+fn start_watch(file: &LockFile, now: u64) {
+    if !hooks().watch || !yield_to_pollers() {
+        file.openers.wd.store(WATCH_FAILED, Ordering::Relaxed);
+        return;
+    }
+    let wd = WATCHER.get().state.lock().watch(&file.path, &file.openers, now);
+    file.openers.wd.store(wd, Ordering::Relaxed);
+}
+
+/// The run ended (or the entry goes): stop watching; a failed watch may be tried again.
+fn end_watch(file: &LockFile) {
+    let wd = file.openers.wd.swap(NO_WATCH, Ordering::Relaxed);
+    file.window_until.store(0, Ordering::Relaxed);
+    if wd >= 0 {
+        if let Some(watcher) = WATCHER.get_if_made() {
+            watcher.state.lock().unwatch(wd);
+        }
+    }
+}
+
+/// Before a re-take of a watched file: open a window for an opener that is still around.
+fn answer_opens(file: &LockFile, now: u64) {
+    read_opens(now, false);
+    let openers = &file.openers;
+    if openers.owed.load(Ordering::Relaxed) == 0 || file.window_until.load(Ordering::Relaxed) > now
+    {
+        return;
+    }
+    let open = openers.open.load(Ordering::Relaxed);
+    if open == 0 {
+        // They opened and closed again: took the lock in a gap, or gave up.
+        openers.owed.store(0, Ordering::Relaxed);
+        return;
+    }
+    // One window per opener still around; older opens were answered by their closes.
+    let owed = openers.owed.load(Ordering::Relaxed).min(open);
+    openers.owed.store(owed - 1, Ordering::Relaxed);
+    file.window_until.store(now + POLLER_GAP_NS, Ordering::Relaxed);
+}
+
+/// During a window answering an open: end it once another process holds the file (the poller
+/// got in; we then wait in the kernel for its release) or every opener closed it again.
+fn end_window_if_answered(file: &LockFile) {
+    read_opens(sys::monotonic_ns(), true);
+    let answered = file.openers.open.load(Ordering::Relaxed) == 0 || {
+        let fd = file.open.lock().as_ref().map(|o| Arc::clone(&o.fd));
+        fd.is_some_and(|fd| matches!(sys::posix_holder(fd.as_raw_fd()), Ok(Some(_))))
+    };
+    if answered {
+        file.window_until.store(0, Ordering::Relaxed);
     }
 }
 
@@ -233,6 +474,10 @@ struct LockFile {
     mixed_until: AtomicU64,
     /// `monotonic_ns()` when the holder of the busy file was last asked for.
     posix_checked: AtomicU64,
+    /// Opens of the file by others, seen while a long run watches it.
+    openers: Arc<Openers>,
+    /// `monotonic_ns()` until which a window answering an open lasts (0: none).
+    window_until: AtomicU64,
     /// Held: the file is locked too, not only `guard` (which a thread still waiting for the
     /// file holds), so that `release` cannot cut into an acquire in progress.
     held: AtomicBool,
@@ -254,8 +499,19 @@ impl LockFile {
             last_release: AtomicU64::new(0),
             mixed_until: AtomicU64::new(0),
             posix_checked: AtomicU64::new(0),
+            openers: Arc::new(Openers::new()),
+            window_until: AtomicU64::new(0),
             held: AtomicBool::new(false),
             generation: fork::generation(),
+        }
+    }
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        // An ancestor's entry is never dropped in a child; its watch was never the child's.
+        if self.generation == fork::generation() && self.openers.watched() {
+            end_watch(self);
         }
     }
 }
@@ -351,6 +607,15 @@ pub unsafe fn forget_inherited() {
             // Retired rather than closed: the number stays owned by `open.fd`, which a wait
             // that spanned the fork may still use, and which closes it when dropped.
             let _ = sys::retire_descriptor(open.fd.as_raw_fd());
+        }
+    }
+    if let Some(watcher) = WATCHER.inherited() {
+        if !watcher.state.is_locked() {
+            // SAFETY: as above.
+            if let Some(ino) = unsafe { &*watcher.state.data_ptr() }.inotify.as_ref() {
+                // Reading it here would take the parent's events.
+                let _ = sys::retire_descriptor(ino.as_raw_fd());
+            }
         }
     }
     CACHE.store(Box::into_raw(Box::default()), Ordering::Release);
@@ -640,6 +905,9 @@ fn lock_file(
 ) -> Result<bool, LockError> {
     let path = &file.path;
     loop {
+        if file.openers.watched() {
+            answer_opens(file, sys::monotonic_ns());
+        }
         if !wait::acquire(&PollerWindow(file), until, interrupted)? {
             return Ok(false);
         }
@@ -649,11 +917,30 @@ fn lock_file(
                 // Closing our copy leaves the parent's lock alone.
                 *open = None;
             }
-            let file = match &mut *open {
-                Some(file) => file,
-                None => open.insert(open_lock_file(path)?),
+            let opened = match &mut *open {
+                Some(opened) => opened,
+                None => {
+                    // Our own open, which the watch must not take for a poller's.
+                    let watched = file.openers.watched();
+                    if watched {
+                        file.openers.own.fetch_add(1, Ordering::Relaxed);
+                    }
+                    match open_lock_file(path) {
+                        Ok(made) => open.insert(made),
+                        Err(e) => {
+                            if watched {
+                                let _ = file.openers.own.fetch_update(
+                                    Ordering::Relaxed,
+                                    Ordering::Relaxed,
+                                    |n| n.checked_sub(1),
+                                );
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
             };
-            (Arc::clone(&file.fd), file.id, file.generation)
+            (Arc::clone(&opened.fd), opened.id, opened.generation)
         };
         let ofd = Ofd(&fd);
         let locked = match ofd.try_acquire() {
@@ -689,8 +976,16 @@ fn lock_file(
                     continue;
                 }
                 let last = file.last_release.load(Ordering::Relaxed);
+                let watch = file.openers.wd.load(Ordering::Relaxed);
                 if now.saturating_sub(last) >= POLLER_GAP_NS {
                     file.run_start.store(now, Ordering::Relaxed);
+                    if watch != NO_WATCH {
+                        end_watch(file);
+                    }
+                } else if watch == NO_WATCH
+                    && now.saturating_sub(file.run_start.load(Ordering::Relaxed)) >= WATCH_AFTER_NS
+                {
+                    start_watch(file, now);
                 }
                 return Ok(true);
             }
@@ -736,6 +1031,126 @@ mod tests {
         assert!(!must_leave_free(&file, mixed));
         file.mixed_until.store(mixed + MIXED_FOR_NS, Ordering::Relaxed);
         assert!(must_leave_free(&file, mixed));
+    }
+
+    #[test]
+    fn a_window_answering_an_open_needs_a_run_but_no_long_one() {
+        let file = LockFile::new(Path::new("/nonexistent/answered"));
+        let ms = 1_000_000;
+        // Outside any periodic window, 10 ms into a run.
+        let now = 100 * POLLER_PERIOD_NS + POLLER_GAP_NS + 10 * ms;
+        file.run_start.store(now - 10 * ms, Ordering::Relaxed);
+        file.last_release.store(now - ms, Ordering::Relaxed);
+        assert!(!must_leave_free(&file, now));
+        file.window_until.store(now + ms, Ordering::Relaxed);
+        assert!(must_leave_free(&file, now));
+        assert!(!must_leave_free(&file, now + 2 * ms));
+        // The file was left free longer than a poll interval: nobody is owed anything.
+        file.last_release.store(now - 200 * ms, Ordering::Relaxed);
+        assert!(!must_leave_free(&file, now));
+    }
+
+    /// Watches this process's file for opens as a long run would, or says why not.
+    fn watched(file: &LockFile) -> bool {
+        let now = sys::monotonic_ns();
+        file.run_start.store(now - 100_000_000, Ordering::Relaxed);
+        file.last_release.store(now, Ordering::Relaxed);
+        start_watch(file, now);
+        file.openers.watched()
+    }
+
+    fn answer(file: &LockFile) -> bool {
+        let now = sys::monotonic_ns();
+        read_opens(now, true);
+        file.last_release.store(now, Ordering::Relaxed);
+        answer_opens(file, now);
+        must_leave_free(file, now)
+    }
+
+    #[test]
+    fn each_open_by_someone_else_earns_one_window_until_answered() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("watched");
+        std::fs::write(&path, b"").expect("write");
+        let file = LockFile::new(&path);
+        assert!(watched(&file), "inotify unavailable");
+        assert!(!answer(&file));
+        // Our own opens are no poller's.
+        file.openers.own.fetch_add(1, Ordering::Relaxed);
+        drop(std::fs::File::open(&path).expect("open"));
+        assert!(!answer(&file));
+        let waiter = std::fs::File::open(&path).expect("open");
+        assert!(answer(&file), "an open by someone else left no window");
+        // One window per open: once it ended, the run goes on.
+        file.window_until.store(0, Ordering::Relaxed);
+        assert!(!answer(&file));
+        drop(waiter);
+        // An opener gone again before the next re-take is owed nothing.
+        drop(std::fs::File::open(&path).expect("open"));
+        assert!(!answer(&file));
+        // A window ends once the opener holds the file (the kernel reports this process's
+        // POSIX lock to an OFD query on our own descriptor) ...
+        // Opened for writing, as `lockf` needs (fasteners opens with "a").
+        let again = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+        assert!(answer(&file));
+        file.openers.own.fetch_add(1, Ordering::Relaxed);
+        *file.open.lock() = Some(open_lock_file(&path).expect("open"));
+        end_window_if_answered(&file);
+        assert_ne!(file.window_until.load(Ordering::Relaxed), 0, "ended before anyone got in");
+        // SAFETY: `again` is open; F_TLOCK never blocks.
+        assert_eq!(unsafe { libc::lockf(again.as_raw_fd(), libc::F_TLOCK, 0) }, 0);
+        end_window_if_answered(&file);
+        assert_eq!(file.window_until.load(Ordering::Relaxed), 0, "the poller got in");
+        drop(again);
+        // ... or once every opener closed it again.
+        let third = std::fs::File::open(&path).expect("open");
+        assert!(answer(&file));
+        drop(third);
+        end_window_if_answered(&file);
+        assert_eq!(file.window_until.load(Ordering::Relaxed), 0, "the openers are gone");
+        *file.open.lock() = None;
+        end_watch(&file);
+        assert!(!file.openers.watched());
+    }
+
+    #[test]
+    fn without_a_watch_the_periodic_windows_remain() {
+        let file = LockFile::new(Path::new("/nonexistent/unwatchable"));
+        assert!(!watched(&file));
+        assert_eq!(file.openers.wd.load(Ordering::Relaxed), WATCH_FAILED);
+        let ms = 1_000_000;
+        let in_window = 100 * POLLER_PERIOD_NS + 10 * ms;
+        file.run_start.store(in_window - 3_000 * ms, Ordering::Relaxed);
+        file.last_release.store(in_window - ms, Ordering::Relaxed);
+        assert!(must_leave_free(&file, in_window));
+        // A later run tries again.
+        end_watch(&file);
+        assert_eq!(file.openers.wd.load(Ordering::Relaxed), NO_WATCH);
+    }
+
+    #[test]
+    fn a_long_run_of_holds_watches_its_file_and_leaves_an_opener_a_window() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("busy");
+        let lock = FileLock::new(&path);
+        let cycle = || {
+            assert!(lock.acquire(Until::forever(), &mut || false).unwrap_or(false));
+            assert!(lock.release().is_ok());
+        };
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while !lock.file.openers.watched() {
+            assert!(std::time::Instant::now() < give_up, "a long run never watched its file");
+            cycle();
+        }
+        let _waiter = std::fs::File::open(&path).expect("open");
+        while lock.file.window_until.load(Ordering::Relaxed) == 0 {
+            assert!(std::time::Instant::now() < give_up, "the open was never answered");
+            cycle();
+        }
+        // A run that ended (the file left free longer than a poll interval) stops watching.
+        lock.file.last_release.store(1, Ordering::Relaxed);
+        cycle();
+        assert!(!lock.file.openers.watched());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 pub mod fork;
+pub mod inotify;
 pub(crate) mod signal_fd;
 #[cfg(target_os = "linux")]
 mod wake_timer;
