@@ -8,13 +8,14 @@ the lock 10 times next to 2 ferrolock threads holding it ~2 ms in a loop. Before
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from testutil import child_env
+from testutil import Child, child_env, wait_until
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "oslo_starvation.py"
 
@@ -37,3 +38,73 @@ def test_an_oslo_process_gets_in_next_to_a_busy_ferrolock_service() -> None:
     # only once the loop stops; served, its 10 takes need a few seconds.
     result = _run("--busy", "ferrolock", "--takes", "10", "--limit", "30")
     assert result["finished_while_busy"], result
+
+
+BUSY = """
+import sys, threading, time
+from ferrolock import lockutils
+
+stop = threading.Event()
+
+def loop():
+    while not stop.is_set():
+        with lockutils.lock("starved", external=True, lock_path=sys.argv[1]):
+            end = time.perf_counter() + 0.002
+            while time.perf_counter() < end:
+                pass
+
+threads = [threading.Thread(target=loop) for _ in range(2)]
+for t in threads:
+    t.start()
+print("BUSY", flush=True)
+sys.stdin.read()
+stop.set()
+for t in threads:
+    t.join()
+"""
+
+OSLO_TAKER = """
+import sys
+from oslo_concurrency import lockutils
+
+for i in range(5):
+    with lockutils.lock("starved", external=True, lock_path=sys.argv[1]):
+        print("TOOK", i, flush=True)
+print("DONE", flush=True)
+"""
+
+
+def _watches_a_file(pid: int) -> bool:
+    """Whether process ``pid`` has an inotify instance with a watch (its fdinfo lists it)."""
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd) != "anon_inode:inotify":
+                continue
+            if "inotify wd:" in Path(f"/proc/{pid}/fdinfo/{fd.name}").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.timeout(120)
+def test_an_open_of_the_lock_file_alone_lets_an_oslo_waiter_in(tmp_path: Path) -> None:
+    # No periodic windows here (test hook): only the busy process's inotify watch, which sees
+    # the oslo process open the lock file, can let it in. Without it the oslo process starves
+    # until the busy loop stops, far beyond the bound below.
+    env = child_env(_FERROLOCK_TEST_PERIODIC="0")
+    busy = Child([sys.executable, "-c", BUSY, str(tmp_path)], env=env)
+    try:
+        busy.expect("BUSY", timeout=30)
+        wait_until(lambda: _watches_a_file(busy.pid), 30, "the busy process watches its file")
+        taker = Child([sys.executable, "-c", OSLO_TAKER, str(tmp_path)])
+        try:
+            taker.expect("DONE", timeout=30)
+            assert taker.wait(30) == 0, taker.stderr
+        finally:
+            taker.finish()
+        assert busy.proc.poll() is None, busy.stderr
+    finally:
+        busy.release()
+        busy.finish()
