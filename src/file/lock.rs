@@ -162,7 +162,8 @@ impl RawLock for PollerWindow<'_> {
 /// acquire (and closes it at release), while ferrolock processes keep theirs open. So a run of
 /// back-to-back holds at least `WATCH_AFTER_NS` long watches its file with inotify, and each
 /// open by someone else earns the opener a window (`POLLER_GAP_NS` at most) at the next
-/// re-take, ended early once another process holds the file or every opener closed it again.
+/// re-take, ended early once a `lockf` holder has the file (the poller got in; we then wait in
+/// the kernel for its release) or every opener closed it again.
 /// The periodic windows stay for what inotify cannot see (opens on other NFS clients). A new
 /// process opening the file (a ferrolock process starting, a backup) costs one window.
 const WATCH_AFTER_NS: u64 = 50_000_000;
@@ -254,7 +255,7 @@ impl Watches {
             }
         }
         let Some(ino) = &self.inotify else { return WATCH_FAILED };
-        match ino.add_watch(path, inotify::OPENED | inotify::CLOSED) {
+        let wd = match ino.add_watch(path, inotify::OPENED | inotify::CLOSED) {
             // Another path of the same file is watched already: its watch sees the opens.
             Ok(wd) if self.files.contains_key(&wd) => WATCH_FAILED,
             Ok(wd) => {
@@ -265,7 +266,9 @@ impl Watches {
                 wd
             }
             Err(_) => WATCH_FAILED,
-        }
+        };
+        self.close_if_idle();
+        wd
     }
 
     fn unwatch(&mut self, wd: i32) {
@@ -273,6 +276,15 @@ impl Watches {
             if let Some(ino) = &self.inotify {
                 ino.remove_watch(wd);
             }
+        }
+        self.close_if_idle();
+    }
+
+    /// Instances are few (`max_user_instances`, 128 per user by default, shared with every
+    /// program of that user): keep one only while a run watches a file.
+    fn close_if_idle(&mut self) {
+        if self.files.is_empty() {
+            self.inotify = None;
         }
     }
 
@@ -304,6 +316,7 @@ impl Watches {
                 openers.note(event.mask);
             }
         });
+        self.close_if_idle();
     }
 }
 
@@ -905,10 +918,11 @@ fn lock_file(
 ) -> Result<bool, LockError> {
     let path = &file.path;
     loop {
+        let now = sys::monotonic_ns();
         if file.openers.watched() {
-            answer_opens(file, sys::monotonic_ns());
+            answer_opens(file, now);
         }
-        if !wait::acquire(&PollerWindow(file), until, interrupted)? {
+        if must_leave_free(file, now) && !wait::acquire(&PollerWindow(file), until, interrupted)? {
             return Ok(false);
         }
         let (fd, id, generation) = {
