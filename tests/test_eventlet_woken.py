@@ -211,6 +211,72 @@ print("OK")
     )
 
 
+def test_a_thread_that_only_gives_the_lock_back_makes_it_shared(tmp_path) -> None:
+    """A plain lock may be given back by any thread (threading.Semaphore(1) semantics): once a
+    native thread has, the lock counts as used by several OS threads, so later green waits go
+    through helpers (a release there could not reach the hub), and every waiter gets it."""
+    _run(
+        "internal",
+        """
+real_threading = eventlet.patcher.original("threading")
+lk = make()
+got = []
+def waiter():
+    with make():
+        got.append(True)
+for round_ in range(3):
+    assert lk.acquire()
+    gt = eventlet.spawn(waiter)
+    until(lambda: lk._waiters() >= 1 or helpers() >= 1, "the waiter never waited")
+    if round_ > 0:
+        assert helpers() >= 1, "a green-only wait for a lock another OS thread gives back"
+    t = real_threading.Thread(target=lk.release)
+    t.start()
+    t.join()
+    gt.wait()
+assert got == [True] * 3, got
+assert make().acquire(blocking=False)
+print("OK")
+""",
+        tmp_path,
+    )
+
+
+def test_a_forked_child_with_a_new_hub_forgets_the_parents_sleepers(tmp_path) -> None:
+    """Greenthreads asleep for a lock at a fork are copied into the child; a child that makes a
+    new hub (oslo.service's workers call use_hub()) never runs them again, so its releases
+    must not keep scheduling wake-ups on the dead hub."""
+    code = (
+        _PRELUDE
+        + """
+lk = make()
+assert lk.acquire()
+def waiter():
+    with make():
+        pass
+eventlet.spawn(waiter)
+until(lambda: lk._waiters() == 1, "the waiter never waited")
+pid = os.fork()
+if pid == 0:
+    old_hub = eventlet.hubs.get_hub()
+    eventlet.hubs.use_hub()
+    lk.release()
+    before = len(old_hub.next_timers)
+    for _ in range(1000):
+        with make():
+            pass
+    ok = len(old_hub.next_timers) == before and lk._waiters() == 0
+    os._exit(0 if ok else 7)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+lk.release()
+print("OK")
+"""
+    )
+    r = run_python(code, "internal", tmp_path, timeout=90)
+    assert r.returncode == 0 and "OK" in r.stdout, (r.stdout, r.stderr)
+
+
 @pytest.mark.parametrize("kind", ["file", "external", "oslo-external"])
 def test_a_release_by_another_process_wakes_the_waiter(kind, tmp_path) -> None:
     _run(

@@ -77,3 +77,20 @@ def test_do_log_false_never_logs(records: _Records) -> None:
     with lockutils.lock("switch", do_log=False):
         pass
     assert records.messages == []
+
+
+def test_synchronized_logs_on_lockutils_log_as_patched() -> None:
+    """Tests of services patch ``lockutils.LOG`` to see synchronized's DEBUG lines, as with oslo."""
+    from unittest import mock
+
+    with mock.patch.object(lockutils, "LOG") as log:
+        log.isEnabledFor.return_value = True
+
+        @lockutils.synchronized("patched-log")
+        def f() -> int:
+            return 1
+
+        assert f() == 1
+    lines = [c.args[0] for c in log.debug.call_args_list]
+    assert any(line.startswith("Acquiring lock") for line in lines), lines
+    assert any("acquired by" in line for line in lines), lines

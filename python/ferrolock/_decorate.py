@@ -50,18 +50,21 @@ def logged_call(
     f: Callable[..., Any],
     args: Any,
     kwargs: Any,
+    log: logging.Logger = LOG,
 ) -> Any:
     """``f(*args, **kwargs)`` inside ``locked()``, with the DEBUG lines of oslo's
-    ``synchronized``: acquiring, acquired (time waited), then released or unacquired (time held).
-    ``locked`` is called after the first line, so a lock that fails to build still logs both."""
+    ``synchronized``: acquiring, acquired (time waited), then released or unacquired (time held),
+    on ``log`` (``lockutils`` passes its ``LOG`` at each call, so a test that patches it sees
+    them). ``locked`` is called after the first line, so a lock that fails to build still logs
+    both."""
     t1 = time.monotonic()
     t2 = None
     gotten = True
     try:
-        LOG.debug('Acquiring lock "%s" by "%s"', name, f_name)
+        log.debug('Acquiring lock "%s" by "%s"', name, f_name)
         with locked():
             t2 = time.monotonic()
-            LOG.debug(
+            log.debug(
                 'Lock "%(name)s" acquired by "%(function)s" :: waited %(wait_secs)0.3fs',
                 {"name": name, "function": f_name, "wait_secs": (t2 - t1)},
             )
@@ -72,7 +75,7 @@ def logged_call(
     finally:
         t3 = time.monotonic()
         held_secs = "N/A" if t2 is None else "%0.3fs" % (t3 - t2)
-        LOG.debug(
+        log.debug(
             'Lock "%(name)s" "%(gotten)s" by "%(function)s" :: held %(held_secs)s',
             {
                 "name": name,

@@ -329,7 +329,7 @@ def synchronized(
         @functools.wraps(f)
         def inner(*args: Any, **kwargs: Any) -> Any:
             if LOG.isEnabledFor(_DEBUG):
-                return logged_call(name, f_name, locked, f, args, kwargs)
+                return logged_call(name, f_name, locked, f, args, kwargs, LOG)
             if native is not None and lock is _LOCK:
                 with native:
                     return f(*args, **kwargs)

@@ -56,7 +56,7 @@ impl Affinity {
 
 /// A number for the calling OS thread, never 0 nor reused. A forked child's thread keeps its
 /// parent's number (thread-local storage is copied), as it keeps the greenthreads.
-fn thread_number() -> u64 {
+pub fn thread_number() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static NUMBER: Cell<u64> = const { Cell::new(NOBODY) };

@@ -143,21 +143,19 @@ impl WithLock for ExternalLock {
             }
             None => None,
         };
-        let got = hold::acquire_pair(py, policy, &self.internal, file.as_ref());
-        match got {
-            Ok(true) => *self.hold.lock() = Some(file),
-            // A wait that ended without the lock may have taken and given back the in-process
-            // lock meanwhile (a helper's, or one that had it and not the file): a greenthread
-            // asleep for it must hear of that.
-            _ => green_local::released(py, &self.internal),
+        let got = hold::acquire_pair(py, policy, &self.internal, file.as_ref())?;
+        if got {
+            *self.hold.lock() = Some(file);
         }
-        got
+        Ok(got)
     }
 
     fn give_back(&self, py: Python<'_>) -> PyResult<()> {
         let Some(file) = self.hold.lock().take() else {
             return Err(LockError::NotHeld.into());
         };
+        // A thread that only gives the lock back uses it too (see `Affinity`).
+        self.internal.affinity().note();
         let released = hold::release(py, &Both(&self.internal, file.as_ref()));
         green_local::released(py, &self.internal);
         released

@@ -25,8 +25,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use super::exit::exiting_elsewhere;
+use crate::local::affinity::thread_number;
 use crate::local::Mutex;
-use crate::{LockError, RawLock, Until};
+use crate::{fork, LockError, RawLock, Until};
 
 /// How often a sleeping waiter looks whether another OS thread has begun using the lock.
 const CHECK: Duration = Duration::from_secs(1);
@@ -34,6 +35,11 @@ const CHECK: Duration = Duration::from_secs(1);
 /// The greenthreads waiting for one lock, first in line first, and the hub they sleep in.
 struct Line {
     hub: Py<PyAny>,
+    /// The OS thread that runs `hub` (see `affinity::thread_number`).
+    thread: u64,
+    /// The process the line was made in (`fork::generation`): a forked child may have replaced
+    /// the hub, and with it every greenthread of the line.
+    generation: u64,
     waiters: VecDeque<(u64, Py<PyAny>)>,
 }
 
@@ -67,10 +73,12 @@ struct Place {
 impl Place {
     fn register(&mut self, hub: &Bound<'_, PyAny>, me: &Bound<'_, PyAny>, first: bool) {
         let mut lines = LINES.lock();
-        let line = lines
-            .get_or_insert_with(HashMap::new)
-            .entry(self.key)
-            .or_insert_with(|| Line { hub: hub.clone().unbind(), waiters: VecDeque::new() });
+        let line = lines.get_or_insert_with(HashMap::new).entry(self.key).or_insert_with(|| Line {
+            hub: hub.clone().unbind(),
+            thread: thread_number(),
+            generation: fork::generation(),
+            waiters: VecDeque::new(),
+        });
         if !line.hub.bind(hub.py()).is(hub) {
             // Only this OS thread uses the lock, so the line's hub is one this thread replaced
             // (`use_hub` in a forked child): its greenthreads never run again.
@@ -78,6 +86,7 @@ impl Place {
             line.waiters.clear();
             line.hub = hub.clone().unbind();
         }
+        line.generation = fork::generation();
         let entry = (self.id, me.clone().unbind());
         if first {
             line.waiters.push_front(entry);
@@ -151,6 +160,11 @@ pub fn wait(py: Python<'_>, lock: &Mutex, until: Until) -> PyResult<Option<bool>
         }
         if !place.registered {
             place.register(&hub, &me, first);
+            // The calls into Python since the last try may have run other greenthreads (a
+            // signal handler, a finalizer): a release then did not see us yet.
+            if lock.try_acquire()? {
+                return Ok(Some(true));
+            }
         }
         let nap = left.map_or(CHECK, |left| left.min(CHECK)).as_secs_f64();
         let timer = hub.call_method1(intern!(py, "schedule_call_global"), (nap, &switch_me))?;
@@ -180,11 +194,23 @@ pub fn released(py: Python<'_>, lock: &Mutex) {
         return;
     }
     let key = key(lock);
-    let hub = {
+    let line = {
         let lines = LINES.lock();
-        lines.as_ref().and_then(|lines| lines.get(&key)).map(|line| line.hub.clone_ref(py))
+        lines
+            .as_ref()
+            .and_then(|lines| lines.get(&key))
+            .map(|line| (line.hub.clone_ref(py), line.thread, line.generation))
     };
-    let Some(hub) = hub else { return };
+    let Some((hub, thread, generation)) = line else { return };
+    if thread != thread_number() {
+        // eventlet's hubs are not thread-safe, and this one may sleep on: its waiters look by
+        // themselves within `CHECK` (this release made the lock shared by threads).
+        return;
+    }
+    if generation != fork::generation() && !is_current_hub(py, &hub) {
+        forget_line(key);
+        return;
+    }
     let scheduled = wake_function(py).and_then(|wake| {
         hub.bind(py).call_method1(intern!(py, "schedule_call_global"), (0.0, wake, key))
     });
@@ -192,6 +218,26 @@ pub fn released(py: Python<'_>, lock: &Mutex) {
         // The release itself succeeded; the waiter's own check wakes it.
         e.write_unraisable(py, None);
     }
+}
+
+/// Whether `hub` is this thread's hub now (a forked child may have made a new one).
+fn is_current_hub(py: Python<'_>, hub: &Py<PyAny>) -> bool {
+    eventlet(py)
+        .and_then(|(get_hub, _)| get_hub.call0())
+        .is_ok_and(|current| current.is(hub.bind(py)))
+}
+
+/// A line copied by fork whose hub this child replaced: its greenthreads never run again.
+fn forget_line(key: usize) {
+    let line = {
+        let mut lines = LINES.lock();
+        let line = lines.as_mut().and_then(|lines| lines.remove(&key));
+        if let Some(line) = &line {
+            REGISTERED.fetch_sub(line.waiters.len(), Ordering::Relaxed);
+        }
+        line
+    };
+    drop(line);
 }
 
 fn wake_function(py: Python<'_>) -> PyResult<&Bound<'_, PyAny>> {

@@ -10,7 +10,7 @@
 use pyo3::prelude::*;
 
 use super::errors::wait_error;
-use super::exit::{park_if_exiting, sleep_forever, Reattaching};
+use super::exit::{exiting_elsewhere, park_if_exiting, sleep_forever, Reattaching};
 use super::policy::Policy;
 use super::{green, green_local};
 use crate::local::Mutex;
@@ -180,7 +180,7 @@ pub fn acquire_local(py: Python<'_>, policy: Policy, lock: &Handle<Mutex>) -> Py
             Ok(None) => green::wait(py, &hub, lock, until),
             Err(e) => Err(e),
         };
-        park_if_exiting(py);
+        give_back_if_exiting(py, matches!(got, Ok(true)), &Raw(&**lock));
         return match got {
             Ok(true) => hand_over_local(py, lock),
             other => {
@@ -213,7 +213,7 @@ pub fn acquire_local(py: Python<'_>, policy: Policy, lock: &Handle<Mutex>) -> Py
 /// in-process lock, then its file). Under eventlet, when only this OS thread uses `first`, a
 /// greenthread waits for it as `acquire_local` does (woken by the holder's release, with no
 /// descriptor in the hub), then for `then`. Whoever gives it back calls
-/// `green_local::released` for `first`, as does a caller this returns anything but `Ok(true)` to.
+/// `green_local::released` for `first`.
 pub fn acquire_pair<B: Lock>(
     py: Python<'_>,
     policy: Policy,
@@ -222,42 +222,75 @@ pub fn acquire_pair<B: Lock>(
 ) -> PyResult<bool> {
     first.affinity().note();
     let both = Both(first, &then);
-    let got = try_once(py, &both)? || {
-        if !policy.blocking {
-            return Ok(false);
-        }
-        park_if_exiting(py);
-        let until = policy.until(both.max_step());
-        match green_first(py, until, first)? {
-            Some(false) => return Ok(false),
-            Some(true) => {
-                let got = try_once(py, &then).and_then(|got| Ok(got || wait(py, until, &then)?));
-                if !matches!(got, Ok(true)) {
-                    first.release()?;
-                }
-                got?
-            }
-            None => wait(py, until, &both)?,
-        }
-    };
-    if got {
+    if try_once(py, &both)? {
         hand_over(py, &both)?;
+        return Ok(true);
     }
-    Ok(got)
+    if !policy.blocking {
+        return Ok(false);
+    }
+    let got = wait_pair(py, policy, first, &then);
+    let got = match got {
+        Ok(true) => hand_over(py, &both).map(|()| true),
+        other => other,
+    };
+    if !matches!(got, Ok(true)) {
+        // A wait that ended without the lock may have taken and given back `first` meanwhile
+        // (a helper's, or ours while `then` was busy): a greenthread asleep for it must hear.
+        green_local::released(py, first);
+    }
+    got
 }
 
-/// The in-process part of `acquire_pair` under eventlet: `Some(true)` taken, `Some(false)` the
-/// deadline passed, `None` not eventlet or not only this OS thread's lock (wait for both as one).
-fn green_first(py: Python<'_>, until: Until, first: &Handle<Mutex>) -> PyResult<Option<bool>> {
-    if green::hub(py)?.is_none() {
-        return Ok(None);
-    }
-    if first.try_acquire()? {
-        return Ok(Some(true));
-    }
-    let got = green_local::wait(py, first, until);
+fn wait_pair<B: Lock>(
+    py: Python<'_>,
+    policy: Policy,
+    first: &Handle<Mutex>,
+    then: &B,
+) -> PyResult<bool> {
     park_if_exiting(py);
-    got
+    let both = Both(first, then);
+    let until = policy.until(both.max_step());
+    let Some(hub) = green::hub(py)? else {
+        return wait(py, until, &both);
+    };
+    let got_first = first.try_acquire()? || {
+        let got = green_local::wait(py, first, until);
+        give_back_if_exiting(py, matches!(got, Ok(Some(true))), &Raw(&**first));
+        match got? {
+            Some(got) => got,
+            // Other OS threads use `first`: wait for both through a helper.
+            None => return wait(py, until, &both),
+        }
+    };
+    if !got_first {
+        return Ok(false);
+    }
+    let got = match try_once(py, then) {
+        Ok(true) => Ok(true),
+        Ok(false) => green::wait(py, &hub, then, until),
+        Err(e) => Err(e),
+    };
+    if matches!(got, Ok(true)) && !exiting_elsewhere() {
+        return Ok(true);
+    }
+    if matches!(got, Ok(true)) {
+        let _ = then.release();
+    }
+    first.release()?;
+    park_if_exiting(py);
+    got.map(|_| false)
+}
+
+/// A green wait (its OS thread runs the hub) may end after another thread began the
+/// interpreter's exit; the thread then sleeps for good, so it must not keep what it took.
+fn give_back_if_exiting(py: Python<'_>, took: bool, lock: &dyn Lock) {
+    if exiting_elsewhere() {
+        if took {
+            let _ = lock.release();
+        }
+        park_if_exiting(py);
+    }
 }
 
 fn hand_over_local(py: Python<'_>, lock: &Mutex) -> PyResult<bool> {

@@ -112,6 +112,8 @@ impl WithLock for InternalLock {
     fn give_back(&self, py: Python<'_>) -> PyResult<()> {
         match &self.kind {
             Kind::Plain(m) => {
+                // A thread that only gives the lock back uses it too (see `Affinity`).
+                m.affinity().note();
                 m.release()?;
                 green_local::released(py, m);
                 Ok(())
