@@ -188,6 +188,11 @@ struct Openers {
     open: AtomicU32,
     /// Our own opens of the file since the watch began, whose events are not others'.
     own: AtomicU32,
+    /// Our own closes likewise: a waiting poller's open must not be taken back by them.
+    own_closes: AtomicU32,
+    /// `monotonic_ns()` of the last release while watched (`u64::MAX` while held): the sweep
+    /// ends the watch of a run that ended without another acquire of its file.
+    released: AtomicU64,
 }
 
 impl Openers {
@@ -197,6 +202,8 @@ impl Openers {
             owed: AtomicU32::new(0),
             open: AtomicU32::new(0),
             own: AtomicU32::new(0),
+            own_closes: AtomicU32::new(0),
+            released: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -214,8 +221,14 @@ impl Openers {
             }
         }
         if mask & inotify::CLOSED != 0 {
-            let _ =
-                self.open.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            let own = self
+                .own_closes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            if own.is_err() {
+                let _ = self
+                    .open
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+            }
         }
     }
 }
@@ -262,6 +275,9 @@ impl Watches {
                 openers.owed.store(0, Ordering::Relaxed);
                 openers.open.store(0, Ordering::Relaxed);
                 openers.own.store(0, Ordering::Relaxed);
+                openers.own_closes.store(0, Ordering::Relaxed);
+                // Watching starts on a re-take: the file is held.
+                openers.released.store(u64::MAX, Ordering::Relaxed);
                 self.files.insert(wd, Arc::clone(openers));
                 wd
             }
@@ -271,8 +287,34 @@ impl Watches {
         wd
     }
 
-    fn unwatch(&mut self, wd: i32) {
-        if self.files.remove(&wd).is_some() {
+    /// Stop watch `wd` if it is `openers`' (a number given out again is another file's).
+    fn unwatch(&mut self, wd: i32, openers: &Arc<Openers>) {
+        if self.files.get(&wd).is_some_and(|o| Arc::ptr_eq(o, openers)) {
+            self.files.remove(&wd);
+            if let Some(ino) = &self.inotify {
+                ino.remove_watch(wd);
+            }
+        }
+        self.close_if_idle();
+    }
+
+    /// End the watches of runs that ended: released `POLLER_GAP_NS` ago and not taken since.
+    /// Whoever turns `wd` to `NO_WATCH` removes the watch, so an owner's `end_watch` racing
+    /// this never removes a number given out again.
+    fn sweep(&mut self, now: u64) {
+        let ended: Vec<i32> = self
+            .files
+            .iter()
+            .filter(|(wd, o)| {
+                now.saturating_sub(o.released.load(Ordering::Relaxed)) >= POLLER_GAP_NS
+                    && o.wd
+                        .compare_exchange(**wd, NO_WATCH, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+            })
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in ended {
+            self.files.remove(&wd);
             if let Some(ino) = &self.inotify {
                 ino.remove_watch(wd);
             }
@@ -286,6 +328,7 @@ impl Watches {
         if self.files.is_empty() {
             self.inotify = None;
         }
+        WATCHED_FILES.store(self.files.len(), Ordering::Relaxed);
     }
 
     fn read(&mut self) {
@@ -320,6 +363,40 @@ impl Watches {
     }
 }
 
+/// Files this process watches (0 in a child until it watches its own): while none, a lock
+/// use pays one relaxed load for the sweep.
+static WATCHED_FILES: AtomicUsize = AtomicUsize::new(0);
+/// `monotonic_ns()` of the last sweep.
+static LAST_SWEEP: AtomicU64 = AtomicU64::new(0);
+const SWEEP_EVERY_NS: u64 = 100_000_000;
+
+/// At any lock use, at most every `SWEEP_EVERY_NS`: end the watches of runs that ended, of
+/// any file, so that a process gone idle keeps no watch nor inotify instance.
+fn sweep_ended_runs() {
+    if WATCHED_FILES.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let now = sys::monotonic_ns();
+    let last = LAST_SWEEP.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < SWEEP_EVERY_NS
+        || LAST_SWEEP.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+    {
+        return;
+    }
+    match WATCHER.get_if_made() {
+        // Busy: the next lock use sweeps.
+        Some(watcher) => {
+            if let Some(mut watches) = watcher.state.try_lock() {
+                watches.sweep(now);
+            } else {
+                LAST_SWEEP.store(last, Ordering::Relaxed);
+            }
+        }
+        // A forked child's count was the parent's.
+        None => WATCHED_FILES.store(0, Ordering::Relaxed),
+    }
+}
+
 /// Read the queued events now, or only if the last read is `READ_EVERY_NS` old.
 fn read_opens(now: u64, now_or_never: bool) {
     let Some(watcher) = WATCHER.get_if_made() else { return };
@@ -337,7 +414,8 @@ fn read_opens(now: u64, now_or_never: bool) {
 
 /// A run reached `WATCH_AFTER_NS`: watch its file for opens (once per run).
 fn start_watch(file: &LockFile, now: u64) {
-    if !hooks().watch || !yield_to_pollers() {
+    // An ancestor's entry (a wait that spanned a fork) is no file of this process's instance.
+    if !hooks().watch || !yield_to_pollers() || file.generation != fork::generation() {
         file.openers.wd.store(WATCH_FAILED, Ordering::Relaxed);
         return;
     }
@@ -349,9 +427,10 @@ fn start_watch(file: &LockFile, now: u64) {
 fn end_watch(file: &LockFile) {
     let wd = file.openers.wd.swap(NO_WATCH, Ordering::Relaxed);
     file.window_until.store(0, Ordering::Relaxed);
-    if wd >= 0 {
+    // An ancestor's entry: `wd` numbers a watch of the parent's instance, not of ours.
+    if wd >= 0 && file.generation == fork::generation() {
         if let Some(watcher) = WATCHER.get_if_made() {
-            watcher.state.lock().unwatch(wd);
+            watcher.state.lock().unwatch(wd, &file.openers);
         }
     }
 }
@@ -360,20 +439,26 @@ fn end_watch(file: &LockFile) {
 fn answer_opens(file: &LockFile, now: u64) {
     read_opens(now, false);
     let openers = &file.openers;
-    if openers.owed.load(Ordering::Relaxed) == 0 || file.window_until.load(Ordering::Relaxed) > now
-    {
+    if file.window_until.load(Ordering::Relaxed) > now {
         return;
     }
+    // Read before `open`: the reader counts an open in `open` first, so one it adds after
+    // this load is still owed after the subtraction below.
+    let owed = openers.owed.load(Ordering::Relaxed);
     let open = openers.open.load(Ordering::Relaxed);
-    if open == 0 {
-        // They opened and closed again: took the lock in a gap, or gave up.
-        openers.owed.store(0, Ordering::Relaxed);
+    if owed == 0 {
         return;
     }
-    // One window per opener still around; older opens were answered by their closes.
-    let owed = openers.owed.load(Ordering::Relaxed).min(open);
-    openers.owed.store(owed - 1, Ordering::Relaxed);
-    file.window_until.store(now + POLLER_GAP_NS, Ordering::Relaxed);
+    // They opened and closed again (took the lock in a gap, or gave up): nothing is owed.
+    // Else one window per opener still around; older opens were answered by their closes.
+    let answered = if open == 0 { owed } else { owed - owed.min(open) + 1 };
+    // Only this thread (holding the guard) takes from `owed`; the reader adds concurrently.
+    let _ = openers
+        .owed
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(answered)));
+    if open > 0 {
+        file.window_until.store(now + POLLER_GAP_NS, Ordering::Relaxed);
+    }
 }
 
 /// During a window answering an open: end it once another process holds the file (the poller
@@ -464,7 +549,11 @@ fn close_idle() {
     for file in files.values() {
         // Holding the guard, nobody else touches `open`; a held or awaited file is skipped.
         if file.guard.try_acquire().unwrap_or(false) {
-            *file.open.lock() = None;
+            // Idle now: its run (if any) is over, and our close must not count as a poller's.
+            if file.openers.watched() {
+                end_watch(file);
+            }
+            file.close_own(&mut file.open.lock());
             let _ = file.guard.release();
         }
     }
@@ -634,6 +723,8 @@ pub unsafe fn forget_inherited() {
     CACHE.store(Box::into_raw(Box::default()), Ordering::Release);
     // The parent's descriptors are retired, never dropped here: none of them is ours to count.
     OPEN_FILES.store(0, Ordering::Relaxed);
+    // The parent's watches are not ours: none until this child watches its own.
+    WATCHED_FILES.store(0, Ordering::Relaxed);
 }
 
 /// A process-wide lock on one file. Cheap to create: the file is opened on first acquire.
@@ -775,6 +866,7 @@ impl Lock for FileLock {
             return Ok(false);
         }
         let outcome = lock_file(&file, until, interrupted);
+        sweep_ended_runs();
         if matches!(outcome, Ok(true)) {
             file.held.store(true, Ordering::Release);
             self.held_generation.store(file.generation, Ordering::Release);
@@ -808,7 +900,11 @@ impl Lock for FileLock {
             return Err(LockError::NotHeld);
         }
         let unlocked = file.unlock(false);
-        file.last_release.store(sys::monotonic_ns(), Ordering::Relaxed);
+        let now = sys::monotonic_ns();
+        file.last_release.store(now, Ordering::Relaxed);
+        if file.openers.watched() {
+            file.openers.released.store(now, Ordering::Relaxed);
+        }
         // Waited for this hold, or re-took the lock many times in a row since last making way:
         // other processes may be waiting, and whoever runs first after the unlock gets it.
         let retakes = file.retakes.fetch_add(1, Ordering::Relaxed);
@@ -817,6 +913,7 @@ impl Lock for FileLock {
             file.retakes.store(0, Ordering::Relaxed);
         }
         file.guard.release()?;
+        sweep_ended_runs();
         if made_way {
             // Waiters in other processes were woken by the unlock; give one of them the CPU
             // before this thread can take the lock straight back.
@@ -891,6 +988,15 @@ impl FileLock {
 }
 
 impl LockFile {
+    /// Close our descriptor, telling the watch that this close is ours (its `IN_CLOSE` would
+    /// otherwise take back the open of a poller still waiting).
+    fn close_own(&self, open: &mut Option<OpenFile>) {
+        if open.as_ref().is_some_and(|o| !o.inherited()) && self.openers.watched() {
+            self.openers.own_closes.fetch_add(1, Ordering::Relaxed);
+        }
+        *open = None;
+    }
+
     /// Unlock the kernel lock of the current hold; `close`: also close the descriptor.
     fn unlock(&self, close: bool) -> Result<(), LockError> {
         let mut open = self.open.lock();
@@ -904,7 +1010,7 @@ impl LockFile {
             None => Ok(()),
         };
         if close {
-            *open = None;
+            self.close_own(&mut open);
         }
         unlocked
     }
@@ -1000,13 +1106,16 @@ fn lock_file(
                     && now.saturating_sub(file.run_start.load(Ordering::Relaxed)) >= WATCH_AFTER_NS
                 {
                     start_watch(file, now);
+                } else if watch >= 0 {
+                    // Held: the sweep leaves this run's watch alone until its release.
+                    file.openers.released.store(u64::MAX, Ordering::Relaxed);
                 }
                 return Ok(true);
             }
             Ok(_) => {
                 // Removed or replaced while we waited: lock whatever the path names now.
                 let _ = sys::unlock(&fd);
-                *file.open.lock() = None;
+                file.close_own(&mut file.open.lock());
             }
             Err(e) => {
                 let _ = sys::unlock(&fd);
@@ -1125,6 +1234,100 @@ mod tests {
         *file.open.lock() = None;
         end_watch(&file);
         assert!(!file.openers.watched());
+    }
+
+    #[test]
+    fn our_own_close_does_not_take_back_a_waiting_openers_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("closed");
+        std::fs::write(&path, b"").expect("write");
+        let file = LockFile::new(&path);
+        assert!(watched(&file), "inotify unavailable");
+        file.openers.own.fetch_add(1, Ordering::Relaxed);
+        *file.open.lock() = Some(open_lock_file(&path).expect("open"));
+        // Read now: the kernel merges an event into an identical one still queued.
+        assert!(!answer(&file));
+        let _waiter = std::fs::File::open(&path).expect("open");
+        // As `remove_if_unused` and a replaced file do: close ours while the poller waits.
+        assert!(file.unlock(true).is_ok());
+        assert!(answer(&file), "our close was taken for the waiter's");
+        end_watch(&file);
+    }
+
+    #[test]
+    fn an_answer_takes_only_the_opens_it_saw() {
+        let file = LockFile::new(Path::new("/nonexistent/owed"));
+        let now = sys::monotonic_ns();
+        file.openers.owed.store(3, Ordering::Relaxed);
+        file.openers.open.store(1, Ordering::Relaxed);
+        answer_opens(&file, now);
+        assert_eq!(file.openers.owed.load(Ordering::Relaxed), 0);
+        assert!(file.window_until.load(Ordering::Relaxed) > now);
+        file.window_until.store(0, Ordering::Relaxed);
+        file.openers.owed.store(2, Ordering::Relaxed);
+        file.openers.open.store(5, Ordering::Relaxed);
+        answer_opens(&file, now);
+        assert_eq!(file.openers.owed.load(Ordering::Relaxed), 1);
+        file.window_until.store(0, Ordering::Relaxed);
+        file.openers.open.store(0, Ordering::Relaxed);
+        answer_opens(&file, now);
+        assert_eq!(file.openers.owed.load(Ordering::Relaxed), 0);
+        assert_eq!(file.window_until.load(Ordering::Relaxed), 0, "nobody left to answer");
+    }
+
+    #[test]
+    fn an_ancestors_entry_never_touches_this_processs_watches() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ours");
+        std::fs::write(&path, b"").expect("write");
+        let ours = LockFile::new(&path);
+        assert!(watched(&ours), "inotify unavailable");
+        let wd = ours.openers.wd.load(Ordering::Relaxed);
+        // An entry made before a fork, whose watch number is the parent's (here: ours).
+        let mut inherited = LockFile::new(&dir.path().join("parents"));
+        inherited.generation = fork::generation().wrapping_add(1);
+        inherited.openers.wd.store(wd, Ordering::Relaxed);
+        end_watch(&inherited);
+        assert!(!inherited.openers.watched());
+        assert!(ours.openers.watched());
+        let kept = WATCHER
+            .get()
+            .state
+            .lock()
+            .files
+            .get(&wd)
+            .is_some_and(|o| Arc::ptr_eq(o, &ours.openers));
+        assert!(kept, "an ancestor's entry removed another file's watch");
+        start_watch(&inherited, sys::monotonic_ns());
+        assert_eq!(inherited.openers.wd.load(Ordering::Relaxed), WATCH_FAILED);
+        end_watch(&ours);
+    }
+
+    #[test]
+    fn a_run_that_ended_loses_its_watch_at_the_next_use_of_any_file_lock() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (busy, other) =
+            (FileLock::new(&dir.path().join("busy")), FileLock::new(&dir.path().join("other")));
+        let cycle = |lock: &FileLock| {
+            assert!(lock.acquire(Until::forever(), &mut || false).unwrap_or(false));
+            assert!(lock.release().is_ok());
+        };
+        let give_up = std::time::Instant::now() + Duration::from_secs(30);
+        while !busy.file.openers.watched() {
+            assert!(std::time::Instant::now() < give_up, "a long run never watched its file");
+            cycle(&busy);
+        }
+        let wd = busy.file.openers.wd.load(Ordering::Relaxed);
+        // The run ended a poll interval ago, and the last sweep is long past.
+        busy.file.openers.released.store(1, Ordering::Relaxed);
+        LAST_SWEEP.store(0, Ordering::Relaxed);
+        while busy.file.openers.watched() {
+            assert!(std::time::Instant::now() < give_up, "the ended run kept its watch");
+            LAST_SWEEP.store(0, Ordering::Relaxed);
+            cycle(&other);
+        }
+        let watches = WATCHER.get().state.lock();
+        assert!(!watches.files.get(&wd).is_some_and(|o| Arc::ptr_eq(o, &busy.file.openers)));
     }
 
     #[test]
