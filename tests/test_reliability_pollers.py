@@ -108,3 +108,73 @@ def test_an_open_of_the_lock_file_alone_lets_an_oslo_waiter_in(tmp_path: Path) -
     finally:
         busy.release()
         busy.finish()
+
+
+LINGER = """
+import os, sys, time
+import ferrolock
+
+def instances():
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+        except OSError:
+            pass
+    return n
+
+def run_until_watched(lock):
+    # Back-to-back holds: a run, which watches its file once 50 ms long.
+    give_up = time.monotonic() + 30
+    while not instances():
+        assert time.monotonic() < give_up, "a busy run never watched its file"
+        with lock:
+            pass
+
+def other_use_ends_it(other):
+    # Uses 0.2 s apart are no run of their own; each may sweep the ended run's watch away.
+    give_up = time.monotonic() + 30
+    while instances():
+        assert time.monotonic() < give_up, "the ended run kept its inotify instance"
+        time.sleep(0.2)
+        with other:
+            pass
+
+d = sys.argv[1]
+busy = ferrolock.FileLock(os.path.join(d, "busy"))
+other = ferrolock.FileLock(os.path.join(d, "other"))
+run_until_watched(busy)
+pid = os.fork()
+if pid == 0:
+    # The parent's instance is not the child's; the child watches with its own.
+    try:
+        assert instances() == 0, "the child kept the parent's instance"
+        run_until_watched(ferrolock.FileLock(os.path.join(d, "child")))
+        other_use_ends_it(other)
+    except AssertionError as e:
+        print("CHILD", e, flush=True)
+        os._exit(1)
+    os._exit(0)
+other_use_ends_it(other)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, "child failed"
+print("ENDED", flush=True)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_an_ended_run_gives_back_its_inotify_instance_at_the_next_lock_use(
+    tmp_path: Path,
+) -> None:
+    # Instances are a per-user quota (128): a process gone idle after a busy run must not keep
+    # one until it takes that same lock again. Also in a forked child, which watches with its
+    # own instance and never the parent's.
+    done = subprocess.run(
+        [sys.executable, "-c", LINGER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ENDED" in done.stdout
